@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+INI    ?= development.ini
+
+.PHONY: run test test-sqlite test-postgres lint migrate bench clean
+
+run: $(VENV)/.installed migrate  ## create the venv, install, migrate SQLite, serve on :6543
+	$(BIN)/pserve $(INI)
+
+test: $(VENV)/.installed-testing  ## the whole suite (SQLite, or TEST_DATABASE_URL) and ruff
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+migrate: $(VENV)/.installed
+	$(BIN)/alembic -c $(INI) upgrade head
+
+bench: $(VENV)/.installed-testing  ## throughput and memory of a real server (see README)
+	$(BIN)/myservice-bench
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache myservice.sqlite*
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.created setup.py constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-testing: $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[testing]'
+	touch $@

@@ -1,0 +1,22 @@
+"""myservice: users, groups and memberships as a Pyramid JSON service."""
+
+from pyramid.config import Configurator
+
+
+def main(global_config, **settings):
+    """Return the WSGI application (the ``paste.app_factory`` entry point)."""
+    with Configurator(settings=settings) as config:
+        config.include(includeme)
+    return config.make_wsgi_app()
+
+
+def includeme(config):
+    """The whole service, one concern per include."""
+    config.include(".requestid")  # X-Request-ID on every response and log line
+    config.include(".db")  # engine, session factory, request.dbsession, pyramid_tm, retry
+    config.include(".problems")  # RFC 9457 error documents for every failure
+    config.include(".validation")  # the JSON body guard: size, media type, strict JSON
+    config.include(".rendering")  # JSON responses from pydantic models
+    config.include(".pagination")  # signed keyset cursors
+    config.include(".routes")
+    config.scan(".views")

@@ -1,0 +1,65 @@
+"""X-Request-ID: echoed or generated, returned on every response, stamped on every log line.
+
+The id lives in the WSGI environ, which pyramid_retry reuses between attempts, so a retried
+request keeps the id the client saw. ``LogFormatter`` stamps each log line with the id of the
+request that Pyramid is serving on the current thread (``-`` outside a request).
+"""
+
+import logging
+import re
+import time
+import uuid
+
+from pyramid.threadlocal import get_current_request
+from pyramid.tweens import INGRESS
+
+ENVIRON_KEY = "myservice.request_id"
+VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+access_log = logging.getLogger("myservice.access")
+
+
+def request_id(request):
+    """The client's X-Request-ID when it is well formed, else a fresh one."""
+    environ = request.environ
+    value = environ.get(ENVIRON_KEY)
+    if value is None:
+        given = environ.get("HTTP_X_REQUEST_ID", "")
+        value = given if VALID_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        environ[ENVIRON_KEY] = value
+    return value
+
+
+def request_id_tween_factory(handler, registry):
+    def request_id_tween(request):
+        started = time.perf_counter()
+        request_id = request.request_id
+        response = handler(request)
+        response.headers["X-Request-ID"] = request_id
+        access_log.info(
+            "%s %s %s %.1fms",
+            request.method,
+            request.path_qs,
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        return response
+
+    return request_id_tween
+
+
+class LogFormatter(logging.Formatter):
+    """A formatter that offers ``%(request_id)s``: the id of the request this thread serves.
+
+    Named as ``class`` in the ini files' ``[formatter_generic]``.
+    """
+
+    def format(self, record):
+        request = get_current_request()
+        record.request_id = request.environ.get(ENVIRON_KEY, "-") if request is not None else "-"
+        return super().format(record)
+
+
+def includeme(config):
+    config.add_request_method(request_id, reify=True)
+    config.add_tween("myservice.requestid.request_id_tween_factory", under=INGRESS)

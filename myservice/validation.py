@@ -1,0 +1,133 @@
+"""Reading requests: the JSON body guard, and validation that answers 400/422 with pointers.
+
+Bodies are parsed as strict RFC 8259 JSON (no NaN/Infinity, valid UTF-8, nothing trailing) and
+then validated by a pydantic model; query strings are validated by a pydantic model too. Every
+failure becomes a problem document (see ``myservice.problems``) that points at the bad field.
+"""
+
+from typing import Annotated
+
+import pydantic_core
+from pydantic import AfterValidator, ValidationError
+from pydantic_core import PydanticCustomError
+from pyramid.httpexceptions import (
+    HTTPBadRequest,
+    HTTPRequestEntityTooLarge,
+    HTTPUnsupportedMediaType,
+)
+
+from .problems import InvalidBody, InvalidQuery
+
+JSON = frozenset({"application/json"})
+JSON_OR_MERGE_PATCH = JSON | {"application/merge-patch+json"}
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+# Our words for pydantic's error types whose stock messages name Python classes.
+MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a field of this resource",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+    "list_type": "must be a JSON array",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "bool_type": "must be true or false",
+}
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul", "must not contain the NUL character")
+    return value
+
+
+#: A string a database can store: PostgreSQL text cannot hold NUL.
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+def max_body_bytes(request):
+    return request.registry.settings["myservice.max_body_bytes"]
+
+
+def retry_attempts(request):
+    """pyramid_retry's ``retry.activate_hook``: one attempt for a body we will refuse as too large.
+
+    To replay a request pyramid_retry first copies its body; a body over the limit is answered
+    413 without being read, so it gets a single attempt and is never copied.
+    """
+    length = request.content_length
+    if length is not None and length > max_body_bytes(request):
+        return 1
+    return None
+
+
+def json_body(request, media_types=JSON):
+    """The request body as JSON, after the size, media type and syntax checks (413/415/400)."""
+    limit = max_body_bytes(request)
+    if request.content_length is not None and request.content_length > limit:
+        raise HTTPRequestEntityTooLarge(f"the body is larger than {limit} bytes")
+    media_type, _, parameters = request.headers.get("Content-Type", "").partition(";")
+    if media_type.strip().lower() not in media_types:
+        raise HTTPUnsupportedMediaType(f"send the body as {' or '.join(sorted(media_types))}")
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            raise HTTPUnsupportedMediaType("the only charset accepted is utf-8")
+    body = request.body  # bounded by the check above; rewound, so a retry can read it again
+    if len(body) > limit:
+        raise HTTPRequestEntityTooLarge(f"the body is larger than {limit} bytes")
+    try:
+        return pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError as error:
+        raise HTTPBadRequest(f"the body is not valid JSON: {error}") from None
+
+
+def validate_body(request, schema, media_types=JSON):
+    """The body validated by ``schema``, or 422 with one pointer per bad field."""
+    data = json_body(request, media_types)
+    if not isinstance(data, dict):
+        raise InvalidBody([{"pointer": "", "detail": "the body must be a JSON object"}])
+    try:
+        return schema.model_validate(data)
+    except ValidationError as error:
+        raise InvalidBody(
+            [{"pointer": json_pointer(e["loc"]), "detail": _message(e)} for e in error.errors()]
+        ) from None
+
+
+def validate_query(request, schema):
+    """The query string validated by ``schema``, or 400 naming each bad parameter."""
+    params, errors = {}, []
+    for name in request.GET:
+        values = request.GET.getall(name)
+        if len(values) > 1:
+            errors.append({"parameter": name, "detail": "must be given at most once"})
+        params[name] = values[0]
+    if not errors:
+        try:
+            return schema.model_validate(params)
+        except ValidationError as error:
+            errors = [
+                {"parameter": str(e["loc"][0]), "detail": _message(e)} for e in error.errors()
+            ]
+    raise InvalidQuery(errors)
+
+
+def json_pointer(location):
+    """RFC 6901 pointer for a pydantic error location: ("users", 3, "email") -> /users/3/email."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in location)
+
+
+def _message(error):
+    return MESSAGES.get(error["type"], error["msg"])
+
+
+def includeme(config):
+    settings = config.get_settings()
+    settings["myservice.max_body_bytes"] = int(
+        settings.get("myservice.max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+    )

@@ -1,0 +1,1 @@
+"""The views, one module per resource; each parses, calls the model and renders."""

@@ -78,6 +78,14 @@ def configure_sqlite(engine):
         writes = connection.get_execution_options().get("sqlite_write_lock", False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
+    @event.listens_for(engine, "checkin")
+    def on_checkin(dbapi_connection, connection_record):
+        # A COMMIT that SQLite refuses (a deferred foreign key) leaves its transaction open,
+        # and SQLAlchemy, having sent the COMMIT, skips the pool's rollback-on-return: the next
+        # request would inherit the transaction and its write lock. Never pool one mid-transaction.
+        if dbapi_connection is not None and dbapi_connection.in_transaction:
+            dbapi_connection.rollback()
+
 
 def dbsession(request):
     """This request's session, joined to ``request.tm`` (pyramid_tm commits or aborts it)."""

@@ -102,7 +102,7 @@ def validate_body(request, schema, media_types=JSON):
 def validate_query(request, schema):
     """The query string validated by ``schema``, or 400 naming each bad parameter."""
     params, errors = {}, []
-    for name in request.GET:
+    for name in dict.fromkeys(request.GET):  # each name once, in order
         values = request.GET.getall(name)
         if len(values) > 1:
             errors.append({"parameter": name, "detail": "must be given at most once"})

@@ -27,6 +27,7 @@ def upgrade():
         sa.Column("version", sa.Integer, nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
+        sqlite_autoincrement=True,  # SQLite would otherwise reuse a deleted user's id
     )
     # Emails are unique whatever their case; ?email= filters use the same expression.
     op.create_index("uq_users_email_lower", "users", [sa.text("lower(email)")], unique=True)

@@ -17,7 +17,10 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column()
 
-    __table_args__ = (Index("uq_users_email_lower", func.lower(email), unique=True),)
+    __table_args__ = (
+        Index("uq_users_email_lower", func.lower(email), unique=True),
+        {"sqlite_autoincrement": True},  # never reuse a deleted user's id
+    )
     # Every UPDATE and DELETE says "WHERE version = <the version we read>": a concurrent
     # change makes it match no row, and SQLAlchemy raises StaleDataError, which
     # zope.sqlalchemy reports as retryable, so pyramid_retry replays the request on fresh data.

@@ -1,0 +1,1 @@
+"""Command-line tools that ship with the service (see ``console_scripts`` in setup.py)."""

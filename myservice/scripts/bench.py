@@ -1,0 +1,719 @@
+"""myservice-bench: throughput, latency and memory of the real server, end to end.
+
+Unit tests prove behaviour; the speed and memory goals of the service are checked here. The
+benchmark starts the server the way ``make run`` does: ``pserve`` on a copy of development.ini
+(only the listen port changed), over a database migrated by ``alembic upgrade head``. It talks
+HTTP/1.1 to it over keep-alive connections, as a real client would, and measures:
+
+1. seed: ``POST /users`` N times (validation, uniqueness check, INSERT and commit per request).
+2. ``GET /users/{id}`` of random users over 1 connection, then over 4 concurrent connections.
+3. ``PATCH /users/{id}`` of random users (row lock and versioned UPDATE), 1 then 4 connections.
+4. ``GET /users?limit=50``: the first page against a page deep in the collection. Keyset
+   pagination promises the same cost at row 10 and at row N; an OFFSET would make the deep page
+   cost more. The cursors are walked first to obtain the deep page's cursor.
+5. The RSS of the pserve process at start, after seeding and at the end: once warm, memory must
+   not grow with the number of requests served.
+
+Each phase stops at its request count or its time limit, whichever comes first. The table gives
+requests, seconds, requests/s, p50/p99 latency and the server's CPU time per request. The exit
+status is 1 when any request got a 5xx or any other unexpected answer (listed), 2 when the
+server could not be set up.
+
+1 and 4 connections are always reported side by side. Stock waitress 3.0.2 spins its main loop
+when several keep-alive connections are busy: on a 2-core machine a hello-world app served about
+6,800 requests/s over 1 connection and 700 over 4. The CPU per request column makes such
+spinning visible, and a note names it when the multi-connection throughput collapses.
+
+The default database is a fresh SQLite file in a temporary directory, removed afterwards.
+``--database-url`` (or BENCH_DATABASE_URL) benchmarks another database, e.g. PostgreSQL: it is
+migrated to head and never dropped; the users are created under a random name prefix and
+deleted through the API at the end (a note names the prefix of any that remain).
+"""
+
+import argparse
+import http.client
+import itertools
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+#: Request counts and time limits of a full run and of ``--quick``.
+FULL = {
+    "users": 2000,
+    "reads": 3000,
+    "patches": 1000,
+    "page_fetches": 300,
+    "phase_seconds": 12.0,
+    "seed_seconds": 40.0,
+}
+QUICK = {
+    "users": 200,
+    "reads": 200,
+    "patches": 50,
+    "page_fetches": 30,
+    "phase_seconds": 5.0,
+    "seed_seconds": 15.0,
+}
+
+PAGE_SIZE = 50
+MAX_WALK_PAGES = 10_000
+CLEANUP_SECONDS = 120.0
+REQUEST_TIMEOUT = 30.0
+
+#: Multi-connection throughput below this fraction of the single-connection one is "far below".
+FAR_BELOW = 0.5
+#: A deep page whose p50 is this many times the first page's is not keyset-cheap.
+DEEP_PAGE_TOLERANCE = 1.5
+
+ID_IN_PATH = re.compile(r"/\d+")
+PASSWORD_IN_URL = re.compile(r"(://[^:/@]+:)[^@]*@")
+
+
+class BenchError(Exception):
+    """The benchmark could not run (setup failed); the message says why."""
+
+
+class PhaseDone(Exception):
+    """Raised by an operation when its phase has no more work (the last page was read)."""
+
+
+# -- the server ----------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_ini(source, directory, port):
+    """A copy of ``source`` in ``directory`` that listens on ``port``.
+
+    ``%(here)s`` is pinned to the source's directory, so alembic still finds its scripts.
+    """
+    text, replaced = re.subn(
+        r"(?m)^listen\s*=.*$", f"listen = 127.0.0.1:{port}", source.read_text(encoding="utf-8")
+    )
+    if replaced != 1:
+        raise BenchError(f"{source} has no single 'listen = ...' line to replace")
+    text = text.replace("%(here)s", str(source.resolve().parent).replace("%", "%%"))
+    ini = directory / "bench.ini"
+    ini.write_text(text, encoding="utf-8")
+    return ini
+
+
+def venv_command(name):
+    """``name`` from the virtualenv running this script, else from PATH."""
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise BenchError(f"cannot find the {name} command")
+    return found
+
+
+def migrate(ini, env):
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"],
+        env=env,
+        cwd=ini.parent,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise BenchError(f"alembic upgrade head failed:\n{result.stderr[-3000:]}")
+
+
+@contextmanager
+def running_server(ini, env, port, startup_seconds):
+    """``pserve ini`` answering GET /health, terminated when the block ends, however it ends."""
+    log_path = ini.with_name("pserve.log")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [venv_command("pserve"), str(ini)],
+            env=env,
+            cwd=ini.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, port, log_path)
+    try:
+        wait_until_healthy(server, startup_seconds)
+        yield server
+    finally:
+        stop(process)
+
+
+def wait_until_healthy(server, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise BenchError(
+                f"pserve exited with status {server.process.returncode}:\n"
+                f"{log_tail(server.log_path)}"
+            )
+        if health_answers(server.port):
+            return
+        time.sleep(0.1)
+    raise BenchError(
+        f"GET /health did not answer 200 within {seconds:g}s:\n{log_tail(server.log_path)}"
+    )
+
+
+def health_answers(port):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        connection.request("GET", "/health")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def stop(process):
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def log_tail(path, lines=20):
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no server log)"
+
+
+def memory_kib(pid):
+    """``VmRSS`` and ``VmHWM`` (peak RSS) of ``pid`` in KiB, from /proc; empty off Linux."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM") if name in fields}
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time that process ``pid`` (all its threads) has used, or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # fields 3.. of proc(5); utime, stime are 14, 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- the client ----------------------------------------------------------------------------
+
+
+class Failures:
+    """Unexpected answers, counted by phase, method, route and status (thread safe)."""
+
+    def __init__(self):
+        self.phase = ""
+        self.counts = Counter()
+        self.examples = {}
+        self.lock = threading.Lock()
+
+    def add(self, method, path, outcome, detail):
+        route = ID_IN_PATH.sub("/{id}", path.partition("?")[0])
+        key = (self.phase, method, route, outcome)
+        with self.lock:
+            self.counts[key] += 1
+            self.examples.setdefault(key, detail)
+
+    def __bool__(self):
+        return bool(self.counts)
+
+    def lines(self):
+        for key, count in self.counts.items():
+            phase, method, route, outcome = key
+            yield f"  {count} x {method} {route} -> {outcome} in '{phase}': {self.examples[key]}"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection. Unexpected answers are recorded, not raised."""
+
+    def __init__(self, port, failures):
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
+        self.failures = failures
+        self.connects = 0
+
+    def connect(self):
+        self.connection.connect()
+        self.connects += 1
+
+    def call(self, method, path, body=None, expect=200, content_type="application/json"):
+        """The reply when its status is ``expect``, else None (and the failure is recorded)."""
+        headers = {}
+        if body is not None:
+            body = json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        if self.connection.sock is None:  # the server closed the previous one
+            self.connects += 1
+        try:
+            self.connection.request(method, path, body, headers)
+            response = self.connection.getresponse()
+            reply = Reply(response.status, response.read())
+        except (OSError, http.client.HTTPException) as error:
+            self.connection.close()
+            self.failures.add(method, path, type(error).__name__, str(error))
+            return None
+        if reply.status != expect:
+            detail = reply.body[:300].decode(errors="replace")
+            self.failures.add(method, path, reply.status, f"(expected {expect}) {detail}")
+            return None
+        return reply
+
+    def close(self):
+        self.connection.close()
+
+
+# -- phases --------------------------------------------------------------------------------
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    connections: int
+    latencies: list
+    seconds: float
+    cpu_seconds: float | None
+    connects: int
+    cut_short: bool
+
+    @property
+    def requests(self):
+        return len(self.latencies)
+
+    @property
+    def rate(self):
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile_ms(self, percent):
+        if not self.latencies:
+            return float("nan")
+        if len(self.latencies) == 1:
+            return self.latencies[0] * 1000
+        cuts = statistics.quantiles(self.latencies, n=100, method="inclusive")
+        return cuts[percent - 1] * 1000
+
+    @property
+    def cpu_ms_per_request(self):
+        if self.cpu_seconds is None or not self.requests:
+            return None
+        return self.cpu_seconds * 1000 / self.requests
+
+
+def run_phase(name, operation, *, count, seconds, connections, server, failures):
+    """Call ``operation(client, index)`` ``count`` times over ``connections`` connections.
+
+    Stops early at the ``seconds`` time limit or when an operation raises PhaseDone.
+    """
+    progress(f"{name}, {connections} connection(s): up to {count} requests or {seconds:g}s")
+    failures.phase = f"{name} x{connections}"
+    clients = [Client(server.port, failures) for _ in range(connections)]
+    for client in clients:
+        client.connect()
+    indices, lock, done, latencies = itertools.count(), threading.Lock(), threading.Event(), []
+    deadline = time.perf_counter() + seconds
+
+    def work(client):
+        while not done.is_set():
+            with lock:
+                index = next(indices)
+            if index >= count or time.perf_counter() >= deadline:
+                return
+            started = time.perf_counter()
+            try:
+                operation(client, index)
+            except PhaseDone:
+                done.set()
+            latencies.append(time.perf_counter() - started)
+
+    cpu_before = cpu_seconds(server.pid)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(connections) as pool:
+        list(pool.map(work, clients))
+    elapsed = time.perf_counter() - started
+    cpu_after = cpu_seconds(server.pid)
+    for client in clients:
+        client.close()
+    return PhaseResult(
+        name=name,
+        connections=connections,
+        latencies=latencies,
+        seconds=elapsed,
+        cpu_seconds=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
+        connects=sum(client.connects for client in clients),
+        cut_short=not done.is_set() and len(latencies) < count,
+    )
+
+
+def create_user_operation(prefix, ids):
+    def create_user(client, index):
+        name = f"{prefix}-{index:06d}"
+        user = {"username": name, "email": f"{name}@example.com", "full_name": f"Bench {index}"}
+        reply = client.call("POST", "/users", user, expect=201)
+        if reply is not None:
+            ids.append(reply.json()["id"])
+
+    return create_user
+
+
+def read_user_operation(ids):
+    def read_user(client, index):
+        client.call("GET", f"/users/{random.choice(ids)}")
+
+    return read_user
+
+
+def patch_user_operation(ids):
+    def patch_user(client, index):
+        change = {"full_name": f"Patched {index}"}
+        path = f"/users/{random.choice(ids)}"
+        client.call("PATCH", path, change, content_type="application/merge-patch+json")
+
+    return patch_user
+
+
+def delete_user_operation(ids, deleted):
+    def delete_user(client, index):
+        if client.call("DELETE", f"/users/{ids[index]}", expect=204) is not None:
+            deleted.append(ids[index])
+
+    return delete_user
+
+
+def page_path(cursor=None):
+    query = {"limit": PAGE_SIZE}
+    if cursor is not None:
+        query["cursor"] = cursor
+    return f"/users?{urlencode(query)}"
+
+
+@dataclass
+class Walk:
+    """The pages seen while following ``next_cursor``: (cursor that fetched it, item count)."""
+
+    cursor: str | None = None
+    pages: list = field(default_factory=list)
+
+    def deepest_full_page(self):
+        """(page number, cursor) of the last page with PAGE_SIZE items, other than page 1."""
+        for number, (cursor, items) in reversed(list(enumerate(self.pages, start=1))):
+            if number > 1 and items == PAGE_SIZE:
+                return number, cursor
+        return None
+
+
+def walk_pages_operation(walk):
+    def next_page(client, index):
+        reply = client.call("GET", page_path(walk.cursor))
+        if reply is None:
+            raise PhaseDone
+        page = reply.json()
+        walk.pages.append((walk.cursor, len(page["items"])))
+        walk.cursor = page["next_cursor"]
+        if walk.cursor is None:
+            raise PhaseDone
+
+    return next_page
+
+
+def fetch_operation(path):
+    def fetch(client, index):
+        client.call("GET", path)
+
+    return fetch
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+class Bench:
+    """The phases, run in order against one server; results gathered for the report."""
+
+    def __init__(self, server, options, failures):
+        self.server = server
+        self.options = options
+        self.failures = failures
+        self.prefix = f"bench{secrets.token_hex(3)}"
+        self.ids = []
+        self.results = []
+        self.memory = {"at start": memory_kib(server.pid)}
+        self.notes = []
+
+    def phase(self, name, operation, count, *, connections=1, seconds=None):
+        result = run_phase(
+            name,
+            operation,
+            count=count,
+            seconds=self.options.phase_seconds if seconds is None else seconds,
+            connections=connections,
+            server=self.server,
+            failures=self.failures,
+        )
+        self.results.append(result)
+        return result
+
+    def run(self):
+        self.seed()
+        self.memory["after seeding"] = memory_kib(self.server.pid)
+        if not self.ids:
+            self.notes.append("no user was created, so no other phase ran")
+            return
+        self.side_by_side("GET /users/{id}", read_user_operation(self.ids), self.options.reads)
+        self.side_by_side("PATCH /users/{id}", patch_user_operation(self.ids), self.options.patches)
+        self.pagination()
+        self.memory["at the end"] = memory_kib(self.server.pid)
+
+    def seed(self):
+        operation = create_user_operation(self.prefix, self.ids)
+        self.phase(
+            "seed POST /users", operation, self.options.users, seconds=self.options.seed_seconds
+        )
+
+    def side_by_side(self, name, operation, count):
+        single = self.phase(name, operation, count)
+        multi = self.phase(name, operation, count, connections=self.options.connections)
+        if multi.rate < FAR_BELOW * single.rate:
+            self.notes.append(
+                f"{name}: {multi.connections} connections served {multi.rate:.0f} req/s against "
+                f"{single.rate:.0f} over 1 ({multi.rate / single.rate:.2f}x); likely cause: "
+                "stock waitress 3.0.2 spins its main loop while several keep-alive connections "
+                "are busy (see the CPU ms/req column)"
+            )
+
+    def pagination(self):
+        walk = Walk()
+        self.phase("walk GET /users?limit=50", walk_pages_operation(walk), MAX_WALK_PAGES)
+        deepest = walk.deepest_full_page()
+        if deepest is None:
+            self.notes.append("too few users for a deep page: pagination cost not compared")
+            return
+        number, cursor = deepest
+        first = self.phase(
+            "page 1, rows 1-50", fetch_operation(page_path()), self.options.page_fetches
+        )
+        rows = f"rows {(number - 1) * PAGE_SIZE + 1}-{number * PAGE_SIZE}"
+        deep = self.phase(
+            f"page {number}, {rows}", fetch_operation(page_path(cursor)), self.options.page_fetches
+        )
+        self.compare_pages(first, deep)
+
+    def compare_pages(self, first, deep):
+        ratio = deep.percentile_ms(50) / first.percentile_ms(50)
+        verdict = (
+            "keyset pagination: same cost"
+            if ratio <= DEEP_PAGE_TOLERANCE
+            else "the deep page costs more: is the query scanning (OFFSET)?"
+        )
+        self.notes.append(
+            f"GET /users?limit=50: {deep.name} p50 {deep.percentile_ms(50):.2f} ms vs "
+            f"{first.name} p50 {first.percentile_ms(50):.2f} ms ({ratio:.2f}x): {verdict}"
+        )
+
+    def cleanup(self):
+        """Delete the users this run created (on a database that outlives the run)."""
+        if not self.ids:
+            return
+        deleted = []
+        operation = delete_user_operation(list(self.ids), deleted)
+        self.phase("cleanup DELETE /users/{id}", operation, len(self.ids), seconds=CLEANUP_SECONDS)
+        left = len(self.ids) - len(deleted)
+        if left:
+            self.notes.append(
+                f"{left} users of this run remain: usernames '{self.prefix}-*' "
+                f"(SQL: DELETE FROM users WHERE username LIKE '{self.prefix}-%')"
+            )
+
+
+# -- the report ----------------------------------------------------------------------------
+
+COLUMNS = (
+    f"{'phase':<32} {'conns':>5} {'requests':>8} {'seconds':>8} {'req/s':>8} "
+    f"{'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>10}"
+)
+
+
+def table_row(result):
+    cpu = result.cpu_ms_per_request
+    mark = "*" if result.cut_short else " "
+    return (
+        f"{result.name:<32} {result.connections:>5} {result.requests:>8}{mark}"
+        f"{result.seconds:>8.2f} {result.rate:>8.0f} {result.percentile_ms(50):>8.2f} "
+        f"{result.percentile_ms(99):>8.2f} {'n/a' if cpu is None else f'{cpu:.2f}':>10}"
+    )
+
+
+def print_report(bench, failures, elapsed):
+    print(COLUMNS)
+    print("-" * len(COLUMNS))
+    for result in bench.results:
+        print(table_row(result))
+    if any(result.cut_short for result in bench.results):
+        print("* stopped at the phase's time limit before its request count")
+    print("CPU ms/req: server process CPU time (all threads) per request")
+    print()
+    for line in memory_lines(bench):
+        print(line)
+    for note in bench.notes:
+        print(f"note: {note}")
+    if failures:
+        print(f"FAILED: {sum(failures.counts.values())} unexpected answers:")
+        for line in failures.lines():
+            print(line)
+    print(f"total {elapsed:.1f} s")
+
+
+def memory_lines(bench):
+    samples = [(label, kib["VmRSS"]) for label, kib in bench.memory.items() if "VmRSS" in kib]
+    if not samples:
+        return ["RSS: not available (no /proc)"]
+    lines = [
+        f"RSS of pserve (pid {bench.server.pid}): "
+        + ", ".join(f"{label} {mib(value)}" for label, value in samples)
+        + f"; peak {mib(bench.memory[samples[-1][0]].get('VmHWM', 0))}"
+    ]
+    if "after seeding" in bench.memory and "at the end" in bench.memory:
+        growth = bench.memory["at the end"]["VmRSS"] - bench.memory["after seeding"]["VmRSS"]
+        served = sum(result.requests for result in bench.results[1:])
+        lines.append(
+            f"RSS growth after warm-up: {growth / 1024:+.1f} MiB over {served} requests "
+            f"({growth / max(served, 1) * 1024:+.1f} bytes/request)"
+        )
+    return lines
+
+
+def mib(kib):
+    return f"{kib / 1024:.1f} MiB"
+
+
+def describe(options, server):
+    database = options.database_url or "SQLite file in a temporary directory"
+    database = PASSWORD_IN_URL.sub(r"\1***@", database)
+    return (
+        f"myservice-bench: pserve pid {server.pid} on 127.0.0.1:{server.port}, "
+        f"database {database}, {os.cpu_count()} CPUs"
+    )
+
+
+def progress(message):
+    print(f"... {message}", file=sys.stderr, flush=True)
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(
+        prog="myservice-bench",
+        description="Throughput, latency and memory of a real myservice server.",
+    )
+    parser.add_argument("--quick", action="store_true", help="a tiny run for smoke checks")
+    parser.add_argument("--users", type=int, help="users to create (2000; quick: 200)")
+    parser.add_argument("--reads", type=int, help="GETs per connection count (3000)")
+    parser.add_argument("--patches", type=int, help="PATCHes per connection count (1000)")
+    parser.add_argument("--page-fetches", type=int, help="fetches of each list page (300)")
+    parser.add_argument("--phase-seconds", type=float, help="time limit of each phase (12)")
+    parser.add_argument("--seed-seconds", type=float, help="time limit of seeding (40)")
+    parser.add_argument("--connections", type=int, default=4, help="concurrent connections (4)")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL"),
+        help="benchmark this database (migrated, never dropped) instead of a fresh SQLite file; "
+        "default: $BENCH_DATABASE_URL",
+    )
+    parser.add_argument(
+        "--ini",
+        type=Path,
+        default=PROJECT_ROOT / "development.ini",
+        help="the ini file to copy (default: development.ini)",
+    )
+    parser.add_argument("--startup-seconds", type=float, default=30.0, help="wait for /health")
+    options = parser.parse_args(argv)
+    for name, value in (QUICK if options.quick else FULL).items():
+        if getattr(options, name) is None:
+            setattr(options, name, value)
+    return options
+
+
+def main(argv=None):
+    options = parse_arguments(argv)
+    started = time.perf_counter()
+    failures = Failures()
+    try:
+        with tempfile.TemporaryDirectory(prefix="myservice-bench-") as directory:
+            bench = benchmark(options, Path(directory), failures)
+    except BenchError as error:
+        print(f"myservice-bench: {error}", file=sys.stderr)
+        return 2
+    print_report(bench, failures, time.perf_counter() - started)
+    return 1 if failures else 0
+
+
+def benchmark(options, directory, failures):
+    """Migrate, serve, run every phase (and clean up an outside database), stop the server."""
+    url = options.database_url or f"sqlite:///{directory / 'bench.sqlite'}"
+    env = {**os.environ, "DATABASE_URL": url}
+    port = free_port()
+    ini = write_ini(options.ini, directory, port)
+    progress("alembic upgrade head")
+    migrate(ini, env)
+    with running_server(ini, env, port, options.startup_seconds) as server:
+        print(describe(options, server), flush=True)
+        bench = Bench(server, options, failures)
+        try:
+            bench.run()
+        finally:
+            if options.database_url:
+                bench.cleanup()
+    return bench
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The "General rules" of ../shared/API.md: bodies, problem documents, methods, request ids."""
+
+import logging
+
+import pytest
+from webob import Request
+
+from myservice.requestid import LogFormatter
+from tests.test_users import assert_problem
+
+VALID = b'{"username": "ada", "email": "ada@example.com"}'
+
+
+def post(testapp, body, content_type="application/json", status=201, **headers):
+    return testapp.post(
+        "/users", body, headers={"Content-Type": content_type, **headers}, status=status
+    )
+
+
+# -- request bodies ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "application/json; charset=utf-8", 'Application/JSON; charset="UTF-8"'],
+)
+def test_json_with_or_without_utf8_charset_is_accepted(testapp, content_type):
+    post(testapp, VALID, content_type)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json; charset=latin-1",
+        "application/merge-patch+json",
+        "",
+    ],
+)
+def test_a_body_of_another_media_type_is_415(testapp, content_type):
+    assert_problem(post(testapp, VALID, content_type, status=415), 415)
+    assert testapp.get("/users").json["items"] == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"{",
+        b'{"username": "ada", "email": "ada@example.com"} trailing',
+        b'{"username": "ada", "email": "ada@example.com", "full_name": NaN}',
+        b'{"username": "ada", "email": "ada@example.com", "full_name": Infinity}',
+        b'{"username": "ada", "email": "ada@example.com", "full_name": "\xff"}',
+        b'{"username": "ada", "email": "ada@example.com", "full_name": "\\ud800"}',
+        b"{'username': 'ada'}",
+        b"[" * 100_000,
+    ],
+)
+def test_a_body_that_is_not_strict_json_is_400(testapp, body):
+    problem = assert_problem(post(testapp, body, status=400), 400)
+    assert "JSON" in problem["detail"]
+
+
+def test_deeply_nested_valid_json_is_a_client_error(testapp):
+    response = post(testapp, b"[" * 5000 + b"]" * 5000, status="*")
+    assert response.status_code in (400, 422)
+
+
+def test_a_huge_number_is_a_422_not_a_crash(testapp):
+    body = b'{"username": "ada", "email": "ada@example.com", "full_name": 1e400}'
+    assert_problem(post(testapp, body, status=422), 422)
+
+
+def test_a_body_over_the_limit_is_413(testapp, app_settings):
+    limit = int(app_settings["myservice.max_body_bytes"])
+    body = b'{"username": "ada", "email": "ada@example.com", "full_name": "' + b"x" * limit + b'"}'
+    assert_problem(post(testapp, body, status=413), 413)
+
+
+def test_a_declared_length_over_the_limit_is_413_before_the_body_is_read(testapp, app_settings):
+    limit = int(app_settings["myservice.max_body_bytes"])
+    # Declare more than the limit but send a short body: only the declaration can be judged.
+    request = Request.blank("/users", method="POST", body=VALID)
+    request.content_type = "application/json"
+    request.environ["CONTENT_LENGTH"] = str(limit + 1)
+    response = request.get_response(testapp.app)
+    assert response.status_code == 413
+    assert response.content_type == "application/problem+json"
+
+
+# -- problem documents ---------------------------------------------------------------------
+
+
+def test_unknown_route_is_a_404_problem(testapp):
+    problem = assert_problem(testapp.get("/nothing/here", status=404), 404)
+    assert problem["title"] == "Not Found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/users", "GET, HEAD, POST"),
+        ("DELETE", "/users", "GET, HEAD, POST"),
+        ("POST", "/users/1", "DELETE, GET, HEAD, PATCH"),
+        ("PUT", "/users/1", "DELETE, GET, HEAD, PATCH"),
+        ("POST", "/health", "GET, HEAD"),
+    ],
+)
+def test_a_known_route_with_an_unsupported_method_is_405_with_allow(testapp, method, path, allow):
+    response = testapp.request(path, method=method, status=405)
+    assert_problem(response, 405)
+    assert response.headers["Allow"] == allow
+
+
+def test_problems_never_reveal_internals(testapp):
+    responses = [
+        testapp.put("/users", status=405),
+        testapp.get("/users/abc", status=404),
+        post(testapp, b"{", status=400),
+        post(testapp, b'{"username": 1}', status=422),
+        testapp.get("/users?limit=x", status=400),
+    ]
+    for response in responses:
+        text = response.text
+        for leak in (
+            "Traceback",
+            "predicate",
+            "sqlalchemy",
+            "SELECT",
+            "ValidationError",
+            "UserCreate",
+            "pydantic",
+            "<class",
+        ):
+            assert leak not in text
+
+
+def test_a_url_that_is_not_utf8_is_400(testapp):
+    assert_problem(testapp.get("/users?username=%FF", status=400), 400)
+
+
+# -- X-Request-ID --------------------------------------------------------------------------
+
+
+def test_a_valid_request_id_is_echoed(testapp):
+    rid = "abc-123_X.y:z"
+    assert testapp.get("/health", headers={"X-Request-ID": rid}).headers["X-Request-ID"] == rid
+
+
+@pytest.mark.parametrize("rid", ["", "has space", "x" * 129, "semi;colon", "é"])
+def test_an_invalid_request_id_is_replaced_by_a_generated_one(testapp, rid):
+    returned = testapp.get("/health", headers={"X-Request-ID": rid}).headers["X-Request-ID"]
+    assert returned and returned != rid and len(returned) <= 128
+
+
+def test_every_response_carries_a_request_id_errors_too(testapp):
+    ids = {
+        testapp.get("/health").headers["X-Request-ID"],
+        testapp.get("/nope", status=404).headers["X-Request-ID"],
+        testapp.put("/users", status=405).headers["X-Request-ID"],
+        post(testapp, b"{", status=400).headers["X-Request-ID"],
+        post(testapp, b"{}", status=422).headers["X-Request-ID"],
+    }
+    assert len(ids) == 5  # generated ids are fresh per request
+
+
+def test_log_lines_about_a_request_carry_its_id(testapp):
+    lines = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(self.format(record))
+
+    handler = Collect()
+    handler.setFormatter(LogFormatter("[%(request_id)s] %(message)s"))
+    logger = logging.getLogger("myservice.access")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        testapp.get("/health", headers={"X-Request-ID": "trace-me-42"})
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert any(line.startswith("[trace-me-42] GET /health 200") for line in lines)

@@ -1,0 +1,287 @@
+"""How a request creates, uses and closes its session: proved against the real machinery.
+
+These tests need requests that really commit, so they build the service the way ``main()``
+does (``config.include(myservice.includeme)``) on its own engine, with no test connection in
+between, and add a few views that only tests need: one that writes and then raises, one that
+writes and then returns a 4xx, ones that meet a real database conflict. Every row they commit
+is deleted afterwards (``empty_tables``).
+"""
+
+import pytest
+import webtest
+from pyramid.config import Configurator
+from pyramid.httpexceptions import HTTPBadRequest
+from sqlalchemy import event, select, text
+from sqlalchemy.orm.exc import StaleDataError
+from zope.sqlalchemy import mark_changed
+
+import myservice
+from myservice.models import User
+
+SERIALIZATION_FAILURE = (
+    "DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = 'serialization_failure'; END $$"
+)
+
+
+def add_user(request, name):
+    request.dbsession.add(User(username=name, email=f"{name}@example.com"))
+    request.dbsession.flush()
+
+
+def write_then_succeed(request):
+    add_user(request, "committed")
+    return {"ok": True}
+
+
+def write_then_raise(request):
+    add_user(request, "raised")
+    raise RuntimeError("boom: SELECT secret FROM internals")
+
+
+def write_then_return_400(request):
+    add_user(request, "returned")
+    return HTTPBadRequest("returned, not raised")
+
+
+def attempts_counter(request):
+    attempts = request.registry.setdefault("test_attempts", [])
+    attempts.append(request.environ["retry.attempt"])
+    return attempts
+
+
+def conflict_on_first_attempt(request):
+    """A real PostgreSQL serialization failure (SQLSTATE 40001) on the first attempt only."""
+    attempts = attempts_counter(request)
+    add_user(request, f"attempt{len(attempts)}")
+    if len(attempts) == 1:
+        request.dbsession.execute(text(SERIALIZATION_FAILURE))
+    return {"attempts": len(attempts)}
+
+
+def conflict_every_time(request):
+    attempts_counter(request)
+    add_user(request, "never")
+    request.dbsession.execute(text(SERIALIZATION_FAILURE))
+
+
+def conflict_at_commit_on_first_attempt(request):
+    """A serialization failure raised by the COMMIT itself (a deferred constraint trigger)."""
+    attempts = attempts_counter(request)
+    add_user(request, f"commit{len(attempts)}")
+    if len(attempts) == 1:
+        for statement in (
+            "CREATE TEMP TABLE commit_trap (x int) ON COMMIT DROP",
+            "CREATE FUNCTION pg_temp.trap() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'conflict' USING ERRCODE = 'serialization_failure'; END $$",
+            "CREATE CONSTRAINT TRIGGER trap AFTER INSERT ON commit_trap "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pg_temp.trap()",
+            "INSERT INTO commit_trap VALUES (1)",
+        ):
+            request.dbsession.execute(text(statement))
+    return {"attempts": len(attempts)}
+
+
+def stale_on_first_attempt(request):
+    """A lost race of a versioned UPDATE, as SQLAlchemy reports it (any database)."""
+    attempts = attempts_counter(request)
+    add_user(request, f"stale{len(attempts)}")
+    if len(attempts) == 1:
+        raise StaleDataError("UPDATE statement on table 'users' expected to update 1 row")
+    return {"attempts": len(attempts)}
+
+
+def fail_at_commit(request):
+    """Write a row that breaks a deferred foreign key: the COMMIT fails, not the view."""
+    session = request.dbsession
+    add_user(request, "doomed")
+    temp = "" if session.bind.dialect.name == "sqlite" else " ON COMMIT DROP"
+    session.execute(text(f"CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY){temp}"))
+    session.execute(
+        text(
+            "CREATE TEMP TABLE child (parent_id INTEGER REFERENCES parent (id) "
+            f"DEFERRABLE INITIALLY DEFERRED){temp}"
+        )
+    )
+    session.execute(text("INSERT INTO child VALUES (42)"))
+    mark_changed(session, request.tm)  # text() writes are invisible to zope.sqlalchemy
+    return {"ok": True}
+
+
+def raw_write_unmarked(request):
+    request.dbsession.execute(
+        text(
+            "INSERT INTO users (username, email, full_name, created_at, updated_at, version) "
+            "VALUES ('unmarked', 'unmarked@example.com', '', :now, :now, 1)"
+        ),
+        {"now": "2026-01-01 00:00:00"},
+    )
+    return {"ok": True}
+
+
+TEST_VIEWS = {
+    "/test/write-then-succeed": write_then_succeed,
+    "/test/write-then-raise": write_then_raise,
+    "/test/write-then-return-400": write_then_return_400,
+    "/test/conflict-on-first-attempt": conflict_on_first_attempt,
+    "/test/conflict-every-time": conflict_every_time,
+    "/test/conflict-at-commit": conflict_at_commit_on_first_attempt,
+    "/test/stale-on-first-attempt": stale_on_first_attempt,
+    "/test/fail-at-commit": fail_at_commit,
+    "/test/raw-write-unmarked": raw_write_unmarked,
+}
+
+
+@pytest.fixture
+def real_app(app_settings, empty_tables):
+    with Configurator(settings=dict(app_settings)) as config:
+        config.include(myservice.includeme)
+        for path, view in TEST_VIEWS.items():
+            config.add_route(path, path)
+            config.add_view(view, route_name=path, renderer="json")
+    return config.make_wsgi_app()
+
+
+@pytest.fixture
+def client(real_app):
+    return webtest.TestApp(real_app)
+
+
+@pytest.fixture
+def engine(real_app):
+    return real_app.registry["dbsession_factory"].kw["bind"]
+
+
+@pytest.fixture
+def postgres_only(is_postgres):
+    if not is_postgres:
+        pytest.skip("needs PostgreSQL, which raises real serialization failures (CI runs it)")
+
+
+def usernames(engine):
+    with engine.connect() as connection:
+        return connection.scalars(select(User.username).order_by(User.username)).all()
+
+
+# -- commit and abort ----------------------------------------------------------------------
+
+
+def test_a_2xx_commits(client, engine):
+    client.post("/test/write-then-succeed", status=200)
+    assert usernames(engine) == ["committed"]
+
+
+def test_a_raised_exception_aborts_and_answers_a_bare_500(client, engine):
+    response = client.post("/test/write-then-raise", status=500)
+    assert response.json == {"type": "about:blank", "title": "Internal Server Error", "status": 500}
+    assert "boom" not in response.text and "SELECT" not in response.text
+    assert usernames(engine) == []
+
+
+def test_a_returned_4xx_aborts(client, engine):
+    client.post("/test/write-then-return-400", status=400)
+    assert usernames(engine) == []
+
+
+def test_a_failed_api_request_leaves_no_trace(client, engine):
+    client.post_json("/users", {"username": "ada", "email": "ada@example.com"}, status=201)
+    client.patch_json("/users/999999", {"full_name": "x"}, status=404)
+    user_id = client.get("/users?username=ada").json["items"][0]["id"]
+    client.patch_json(f"/users/{user_id}", {"full_name": "x", "email": "bad"}, status=422)
+    assert client.get(f"/users/{user_id}").json["full_name"] == ""
+
+
+def test_a_reading_request_ends_with_rollback_and_a_writing_one_with_commit(client, engine):
+    ends = []
+    event.listen(engine, "commit", lambda conn: ends.append("COMMIT"))
+    event.listen(engine, "rollback", lambda conn: ends.append("ROLLBACK"))
+    client.get("/users")
+    assert ends == ["ROLLBACK"]
+    ends.clear()
+    client.post_json("/users", {"username": "ada", "email": "ada@example.com"}, status=201)
+    assert ends == ["COMMIT"]
+
+
+def test_raw_sql_writes_need_mark_changed_or_they_are_rolled_back(client, engine):
+    client.post("/test/raw-write-unmarked", status=200)
+    assert usernames(engine) == []
+
+
+def test_an_error_at_commit_is_a_500_problem_and_nothing_is_written(client, engine):
+    response = client.post("/test/fail-at-commit", status=500)
+    assert response.content_type == "application/problem+json"
+    assert usernames(engine) == []
+    assert engine.pool.checkedout() == 0
+    # and the connection went back to the pool clean: the next writer is not locked out
+    client.post_json("/users", {"username": "next", "email": "next@example.com"}, status=201)
+
+
+# -- one session per request, connections returned -----------------------------------------
+
+
+def test_no_state_leaks_from_one_request_to_the_next(client, engine):
+    user = client.post_json("/users", {"username": "ada", "email": "ada@example.com"}).json
+    client.get(f"/users/{user['id']}")
+    with engine.begin() as connection:  # another writer changes the row between requests
+        connection.execute(
+            text("UPDATE users SET full_name = 'changed' WHERE id = :id"), {"id": user["id"]}
+        )
+    assert client.get(f"/users/{user['id']}").json["full_name"] == "changed"
+
+
+def test_a_request_that_does_not_use_the_database_checks_out_no_connection(client, engine):
+    checkouts = []
+    event.listen(engine, "checkout", lambda *args: checkouts.append(1))
+    client.get("/health")
+    client.get("/nowhere", status=404)
+    assert checkouts == []
+    client.get("/users")
+    assert checkouts == [1]
+
+
+def test_after_every_error_path_the_pool_has_nothing_checked_out(client, engine):
+    user = client.post_json("/users", {"username": "ada", "email": "ada@example.com"}).json
+    url = f"/users/{user['id']}"
+    client.post_json("/users", {"username": "ada", "email": "x@example.com"}, status=409)
+    client.post_json("/users", {"username": "!"}, status=422)
+    client.post("/users", b"{", content_type="application/json", status=400)
+    client.post("/users", b"{}", content_type="text/plain", status=415)
+    client.get("/users?cursor=forged", status=400)
+    client.get("/users/999", status=404)
+    client.put(url, status=405)
+    client.patch_json(url, {"full_name": "x"}, headers={"If-Match": '"9"'}, status=412)
+    client.post("/test/write-then-raise", status=500)
+    client.post("/test/write-then-return-400", status=400)
+    client.post("/test/fail-at-commit", status=500)
+    assert engine.pool.checkedout() == 0
+
+
+# -- retries -------------------------------------------------------------------------------
+
+
+def test_a_conflict_raised_by_a_view_is_retried(client, engine, real_app):
+    response = client.post("/test/stale-on-first-attempt", status=200)
+    assert response.json == {"attempts": 2}
+    assert real_app.registry["test_attempts"] == [0, 1]
+    assert usernames(engine) == ["stale2"]  # the first attempt's write was rolled back
+
+
+def test_a_serialization_failure_is_retried_and_succeeds(client, engine, postgres_only):
+    response = client.post("/test/conflict-on-first-attempt", status=200)
+    assert response.json == {"attempts": 2}
+    assert usernames(engine) == ["attempt2"]
+
+
+def test_a_serialization_failure_at_commit_is_retried_too(client, engine, postgres_only):
+    response = client.post("/test/conflict-at-commit", status=200)
+    assert response.json == {"attempts": 2}
+    assert usernames(engine) == ["commit2"]
+    assert engine.pool.checkedout() == 0
+
+
+def test_a_conflict_on_every_attempt_ends_in_503_not_500(client, engine, real_app, postgres_only):
+    response = client.post("/test/conflict-every-time", status=503)
+    assert response.content_type == "application/problem+json"
+    assert response.headers["Retry-After"]
+    assert real_app.registry["test_attempts"] == [0, 1, 2]  # retry.attempts = 3
+    assert usernames(engine) == []
+    assert engine.pool.checkedout() == 0

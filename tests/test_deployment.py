@@ -1,0 +1,63 @@
+"""The ini files: what production refuses to start without, and pools sized to threads."""
+
+import configparser
+
+import pytest
+from pyramid.exceptions import ConfigurationError
+from pyramid.paster import get_appsettings
+
+import myservice
+from tests.conftest import ROOT
+
+
+def settings_of(ini):
+    return dict(get_appsettings(str(ROOT / ini), name="main"))
+
+
+def test_production_refuses_to_start_without_a_database_url(monkeypatch):
+    monkeypatch.setenv("MYSERVICE_SECRET", "s" * 48)
+    with pytest.raises(ConfigurationError, match="DATABASE_URL"):
+        myservice.main({}, **settings_of("production.ini"))
+
+
+def test_production_refuses_to_start_without_a_secret(monkeypatch, db_url):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    with pytest.raises(ConfigurationError, match="MYSERVICE_SECRET"):
+        myservice.main({}, **settings_of("production.ini"))
+
+
+def test_production_starts_with_both_from_the_environment(monkeypatch, db_url):
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("MYSERVICE_SECRET", "s" * 48)
+    app = myservice.main({}, **settings_of("production.ini"))
+    engine = app.registry["dbsession_factory"].kw["bind"]
+    assert engine.url.render_as_string(hide_password=False) == db_url
+    engine.dispose()
+
+
+def test_a_postgres_url_from_the_environment_uses_psycopg_3(monkeypatch):
+    from myservice.db import database_url
+
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db.internal:5432/app")
+    assert database_url({}).drivername == "postgresql+psycopg"
+
+
+@pytest.mark.parametrize("ini", ["development.ini", "production.ini"])
+def test_every_waitress_thread_can_have_a_connection(ini):
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / ini)
+    settings = settings_of(ini)
+    threads = int(parser.get("server:main", "threads"))
+    connections = int(settings["sqlalchemy.pool_size"]) + int(settings["sqlalchemy.max_overflow"])
+    assert connections >= threads
+
+
+def test_production_serves_on_all_interfaces_without_debugging():
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "production.ini")
+    assert parser.get("server:main", "listen").startswith("0.0.0.0:")
+    settings = settings_of("production.ini")
+    assert not any(
+        value.strip().lower() == "true" for key, value in settings.items() if "debug" in key
+    )
+    assert "pyramid.includes" not in settings  # no debugtoolbar or the like

@@ -8,6 +8,7 @@ still runs the real pyramid_tm commit/abort path (on a SAVEPOINT) and sees what 
 requests of the same test committed.
 """
 
+import logging
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from sqlalchemy.orm import sessionmaker
 
 import myservice
 from myservice.db import database_url
+from myservice.requestid import LogFormatter
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVELOPMENT_INI = ROOT / "development.ini"
@@ -107,3 +109,24 @@ def empty_tables(db_url):
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM users"))
     engine.dispose()
+
+
+@pytest.fixture
+def log_lines():
+    """Lines logged by myservice during the test, formatted as they are written (so with the
+    id of the request being served), in the ini files' format."""
+    lines = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(self.format(record))
+
+    handler = Collect()
+    handler.setFormatter(LogFormatter("[%(request_id)s] %(levelname)s [%(name)s] %(message)s"))
+    logger = logging.getLogger("myservice")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)

@@ -20,3 +20,4 @@ def includeme(config):
     config.include(".pagination")  # signed keyset cursors
     config.include(".routes")
     config.scan(".views")
+    config.include(".openapi")  # GET /openapi.json

@@ -1,0 +1,153 @@
+"""GET /openapi.json: the HTTP contract as OpenAPI 3.1.
+
+Built once at startup. The schemas come from the pydantic models the views validate and render
+with, so they cannot drift from the code; the paths are listed here, and a test checks them
+against the routes the app really serves.
+"""
+
+from pydantic.json_schema import models_json_schema
+
+from .views.users import UserCreate, UserOut, UserPage, UserPatch
+
+REF = "#/components/schemas/{model}"
+
+PROBLEM = {
+    "type": "object",
+    "description": "An RFC 9457 problem document (application/problem+json).",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "pointer": {"type": "string", "description": "RFC 6901 pointer into the body"},
+                    "parameter": {"type": "string", "description": "a query parameter"},
+                    "detail": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def _ref(name):
+    return {"$ref": REF.format(model=name)}
+
+
+def _json(name):
+    return {"content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _problems(*statuses):
+    problem = {"content": {"application/problem+json": {"schema": _ref("Problem")}}}
+    return {str(status): {"description": "problem", **problem} for status in statuses}
+
+
+ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+PAGE = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+]
+IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string"}}
+IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}
+
+
+def _body(name, *media_types):
+    return {
+        "required": True,
+        "content": {media: {"schema": _ref(name)} for media in media_types or ["application/json"]},
+    }
+
+
+PATHS = {
+    "/health": {
+        "get": {"summary": "The process is up", "responses": {"200": {"description": "ok"}}},
+    },
+    "/health/ready": {
+        "get": {
+            "summary": "The database answers",
+            "responses": {"200": {"description": "ready"}, **_problems(503)},
+        },
+    },
+    "/openapi.json": {
+        "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}},
+    },
+    "/users": {
+        "post": {
+            "summary": "Create a user",
+            "requestBody": _body("UserCreate"),
+            "responses": {
+                "201": {"description": "created", **_json("UserOut")},
+                **_problems(400, 409, 413, 415, 422),
+            },
+        },
+        "get": {
+            "summary": "List users by id, filtered by exact username or email (any case)",
+            "parameters": [
+                *PAGE,
+                {"name": "username", "in": "query", "schema": {"type": "string"}},
+                {"name": "email", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {"200": {"description": "a page", **_json("UserPage")}, **_problems(400)},
+        },
+    },
+    "/users/{id}": {
+        "parameters": [ID],
+        "get": {
+            "summary": "Read a user",
+            "parameters": [IF_NONE_MATCH],
+            "responses": {
+                "200": {"description": "the user", **_json("UserOut")},
+                "304": {"description": "not modified"},
+                **_problems(404),
+            },
+        },
+        "patch": {
+            "summary": "Update a user (JSON merge patch)",
+            "parameters": [IF_MATCH],
+            "requestBody": _body("UserPatch", "application/json", "application/merge-patch+json"),
+            "responses": {
+                "200": {"description": "the updated user", **_json("UserOut")},
+                **_problems(400, 404, 409, 412, 413, 415, 422),
+            },
+        },
+        "delete": {
+            "summary": "Delete a user",
+            "parameters": [IF_MATCH],
+            "responses": {"204": {"description": "deleted"}, **_problems(404, 412)},
+        },
+    },
+}
+
+
+def openapi_document():
+    _, schemas = models_json_schema(
+        [
+            (UserCreate, "validation"),
+            (UserPatch, "validation"),
+            (UserOut, "serialization"),
+            (UserPage, "serialization"),
+        ],
+        ref_template=REF,
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "myservice", "version": "1"},
+        "paths": PATHS,
+        "components": {"schemas": {**schemas["$defs"], "Problem": PROBLEM}},
+    }
+
+
+def openapi_view(request):
+    return request.registry["openapi_document"]
+
+
+def includeme(config):
+    config.registry["openapi_document"] = openapi_document()
+    config.add_route("openapi", "/openapi.json")
+    config.add_view(openapi_view, route_name="openapi", request_method="GET", renderer="json")

@@ -366,3 +366,8 @@ def test_a_cursor_signed_with_another_secret_is_400(testapp, app_settings):
 
     forged = SignedSerializer("not-our-secret", salt="myservice.cursor", hashalg="sha256")
     testapp.get("/users", {"cursor": forged.dumps({"after": 0}).decode()}, status=400)
+
+
+def test_a_new_user_was_updated_when_it_was_created(testapp):
+    user = create(testapp).json
+    assert user["updated_at"] == user["created_at"]

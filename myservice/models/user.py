@@ -14,7 +14,11 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254))  # as given; unique case-insensitively
     full_name: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime,
+        default=lambda context: context.get_current_parameters()["created_at"],
+        onupdate=utcnow,
+    )
     version: Mapped[int] = mapped_column()
 
     __table_args__ = (

@@ -1,0 +1,351 @@
+"""The real server: ``pserve`` in a subprocess, spoken to over real HTTP.
+
+What the in-process tests cannot show: waitress's threads and the connection pool under
+concurrent requests, the log lines that reach stderr, the Location that a real Host header
+makes absolute, and how a server whose database is down answers.
+
+The server runs ``development.ini`` unchanged but for its port, on the session's database
+(``DATABASE_URL``). Its requests really commit, so the module deletes every user at the end.
+"""
+
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import DEVELOPMENT_INI
+
+PSERVE = Path(sys.executable).with_name("pserve")
+
+#: Seconds the server gets to answer GET /health after it is started.
+STARTUP_DEADLINE = 20
+
+#: Seconds the client waits for any answer: a request that hangs fails with a timeout.
+CLIENT_TIMEOUT = 10
+
+#: The API's rule for an X-Request-ID the server echoes (and so for one it generates).
+VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+# -- the server -------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    host: str
+    port: int
+    log: Path  # the server's stderr: every log line
+
+    @property
+    def base_url(self):
+        return f"http://{self.host}:{self.port}"
+
+    def log_lines(self):
+        return self.log.read_text(encoding="utf-8").splitlines()
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def running_server(directory, database_url):
+    """``pserve`` of development.ini on a free port of 127.0.0.1, until the block ends."""
+    port = free_port()
+    ini, replaced = re.subn(
+        r"^listen = 127\.0\.0\.1:6543$",
+        f"listen = 127.0.0.1:{port}",
+        DEVELOPMENT_INI.read_text(encoding="utf-8"),
+        flags=re.MULTILINE,
+    )
+    assert replaced == 1, "development.ini no longer has its `listen = 127.0.0.1:6543` line"
+    (directory / "server.ini").write_text(ini, encoding="utf-8")
+    server = Server("127.0.0.1", port, directory / "server.log")
+    with server.log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [PSERVE, directory / "server.ini"],
+            env={**os.environ, "DATABASE_URL": database_url},
+            cwd=directory,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        wait_until_up(server, process)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_until_up(server, process):
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"pserve exited with {process.returncode}:\n{server.log.read_text()}")
+        try:
+            if call(server, "GET", "/health", timeout=1).status == 200:
+                return
+        except OSError:  # not listening yet
+            pass
+        time.sleep(0.1)
+    pytest.fail(
+        f"pserve did not answer GET /health in {STARTUP_DEADLINE} s:\n{server.log.read_text()}"
+    )
+
+
+@pytest.fixture(scope="module")
+def server(db_url, tmp_path_factory):
+    """The service on the session's (migrated) database; its users are deleted afterwards."""
+    try:
+        with running_server(tmp_path_factory.mktemp("server"), db_url) as running:
+            yield running
+    finally:
+        engine = create_engine(db_url)
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM users"))
+        engine.dispose()
+
+
+# -- the client -------------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def call(server, method, path, body=None, headers=(), timeout=CLIENT_TIMEOUT):
+    """One request on a new connection; ``body`` is sent as JSON."""
+    headers = dict(headers)
+    if body is not None:
+        body = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return Reply(response.status, response.headers, response.read())
+    finally:
+        connection.close()
+
+
+def concurrently(function, arguments):
+    """``function`` of each argument, each in its own thread, all released at the same moment."""
+    start = threading.Barrier(len(arguments))
+
+    def run(argument):
+        start.wait(timeout=CLIENT_TIMEOUT)
+        return function(argument)
+
+    with ThreadPoolExecutor(max_workers=len(arguments)) as pool:
+        return list(pool.map(run, arguments))
+
+
+def unique(prefix):
+    """A username nobody has taken yet (the module's server keeps what it commits)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def new_user(server, **fields):
+    username = unique("user")
+    body = {"username": username, "email": f"{username}@example.org", **fields}
+    reply = call(server, "POST", "/users", body)
+    assert reply.status == 201, reply.body
+    return reply.json()
+
+
+def assert_problem(reply, status):
+    assert reply.status == status, reply.body
+    assert reply.headers["Content-Type"] == "application/problem+json"
+    problem = reply.json()
+    assert problem["status"] == status
+    assert problem["type"] and problem["title"]
+    return problem
+
+
+# -- users over HTTP --------------------------------------------------------------------------
+
+
+def test_a_user_created_over_http_can_be_read_back(server):
+    username = unique("Ada")
+    body = {"username": username, "email": f"Ada.{username}@Example.org", "full_name": "Ada L."}
+
+    created = call(server, "POST", "/users", body)
+
+    assert created.status == 201, created.body
+    assert created.headers["Content-Type"] == "application/json"
+    user = created.json()
+    assert created.headers["Location"] == f"{server.base_url}/users/{user['id']}"
+    assert created.headers["ETag"] == '"1"'
+    assert user["username"] == username.lower()
+    assert user["email"] == body["email"]
+    assert user["full_name"] == "Ada L."
+    assert user["version"] == 1
+    assert user["created_at"].endswith("Z")
+    assert user["updated_at"].endswith("Z")
+
+    fetched = call(server, "GET", urlsplit(created.headers["Location"]).path)
+
+    assert fetched.status == 200
+    assert fetched.headers["ETag"] == '"1"'
+    assert fetched.json() == user
+
+
+# -- X-Request-ID and the log -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_id", ["a", "A" * 128, "trace-7.b_c:9"], ids=["one-char", "128-chars", "punctuation"]
+)
+def test_a_valid_x_request_id_is_echoed(server, request_id):
+    reply = call(server, "GET", "/health", headers={"X-Request-ID": request_id})
+
+    assert reply.headers["X-Request-ID"] == request_id
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    ["a" * 129, "x" * 200, "has space", "not/allowed", ""],
+    ids=["129-chars", "200-chars", "space", "slash", "empty"],
+)
+def test_an_invalid_x_request_id_is_replaced_by_a_generated_one(server, request_id):
+    reply = call(server, "GET", "/health", headers={"X-Request-ID": request_id})
+
+    generated = reply.headers["X-Request-ID"]
+    assert generated != request_id
+    assert VALID_REQUEST_ID.fullmatch(generated)
+
+
+def test_a_request_without_x_request_id_gets_a_new_one_each_time(server):
+    first = call(server, "GET", "/health").headers["X-Request-ID"]
+    second = call(server, "GET", "/health").headers["X-Request-ID"]
+
+    assert VALID_REQUEST_ID.fullmatch(first)
+    assert VALID_REQUEST_ID.fullmatch(second)
+    assert first != second
+
+
+def test_the_access_log_line_of_a_request_carries_its_echoed_request_id(server):
+    request_id = f"log-{uuid.uuid4().hex}"
+    username = unique("logged")
+    body = {"username": username, "email": f"{username}@example.org"}
+
+    reply = call(server, "POST", "/users", body, headers={"X-Request-ID": request_id})
+
+    assert reply.status == 201
+    access = re.compile(rf"\[myservice\.access\] \[{request_id}\] POST /users 201 ")
+    assert [line for line in server.log_lines() if access.search(line)] != []
+
+
+def test_the_access_log_line_of_a_request_carries_the_request_id_generated_for_it(server):
+    invalid = f"not valid {uuid.uuid4().hex}"
+    user = new_user(server)
+
+    reply = call(server, "GET", f"/users/{user['id']}", headers={"X-Request-ID": invalid})
+
+    generated = reply.headers["X-Request-ID"]
+    access = re.compile(rf"\[myservice\.access\] \[{generated}\] GET /users/{user['id']} 200 ")
+    log = server.log_lines()
+    assert [line for line in log if access.search(line)] != []
+    assert [line for line in log if invalid in line] == []
+
+
+# -- concurrency ------------------------------------------------------------------------------
+
+
+def test_concurrent_patches_of_one_user_all_succeed_and_none_is_lost(server):
+    path = f"/users/{new_user(server)['id']}"
+    names = [f"Name {n}" for n in range(8)]
+
+    replies = concurrently(lambda name: call(server, "PATCH", path, {"full_name": name}), names)
+
+    assert [reply.status for reply in replies] == [200] * 8, [
+        reply.body for reply in replies if reply.status != 200
+    ]
+    versions = {reply.json()["version"]: reply.json()["full_name"] for reply in replies}
+    assert sorted(versions) == list(range(2, 10))  # each PATCH saw the one before it
+    final = call(server, "GET", path).json()
+    assert final["version"] == 1 + 8
+    assert final["full_name"] == versions[9]
+
+
+def test_concurrent_creates_of_one_username_make_exactly_one_user(server):
+    username = unique("same")
+    bodies = [{"username": username, "email": f"{username}.{n}@example.org"} for n in range(8)]
+
+    replies = concurrently(lambda body: call(server, "POST", "/users", body), bodies)
+
+    assert sorted(reply.status for reply in replies) == [201] + [409] * 7, [
+        reply.body for reply in replies
+    ]
+    [created] = [reply.json() for reply in replies if reply.status == 201]
+    for reply in replies:
+        if reply.status != 201:
+            assert_problem(reply, 409)
+    same = call(server, "GET", f"/users?username={username}").json()["items"]
+    assert [user["id"] for user in same] == [created["id"]]
+
+
+def test_concurrent_creates_of_distinct_users_all_succeed_and_are_all_listed(server):
+    usernames = [unique(f"many{n}") for n in range(20)]
+    bodies = [{"username": name, "email": f"{name}@example.org"} for name in usernames]
+
+    replies = concurrently(lambda body: call(server, "POST", "/users", body), bodies)
+
+    assert [reply.status for reply in replies] == [201] * 20, [
+        reply.body for reply in replies if reply.status != 201
+    ]
+    created = {reply.json()["id"]: reply.json()["username"] for reply in replies}
+    assert sorted(created.values()) == sorted(usernames)  # 20 users, 20 distinct ids
+    listing = call(server, "GET", "/users?limit=200").json()
+    assert listing["next_cursor"] is None  # the one page holds every user
+    listed = {user["id"]: user["username"] for user in listing["items"]}
+    assert created.items() <= listed.items()
+
+
+# -- the database is down ---------------------------------------------------------------------
+
+
+def test_while_the_database_is_down_health_answers_and_everything_else_is_a_fast_503(tmp_path):
+    nobody_listens = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"
+
+    with running_server(tmp_path, nobody_listens) as down:
+        # Every call below gives up after CLIENT_TIMEOUT seconds: a hang fails the test.
+        health = call(down, "GET", "/health")
+        ready = call(down, "GET", "/health/ready")
+        create = call(down, "POST", "/users", {"username": "ada", "email": "ada@example.org"})
+        read = call(down, "GET", "/users/1")
+
+    assert health.status == 200
+    assert health.json() == {"status": "ok"}
+    for reply in (ready, create, read):
+        problem = assert_problem(reply, 503)
+        assert int(reply.headers["Retry-After"]) > 0
+        assert "OperationalError" not in problem.get("detail", "")
+        assert "psycopg" not in reply.body.decode()

@@ -2,6 +2,9 @@
 
 import pytest
 
+#: The members of a user, as API.md lists them.
+USER_FIELDS = {"id", "username", "email", "full_name", "created_at", "updated_at", "version"}
+
 ADA = {"username": "Ada", "email": "Ada@Example.com", "full_name": "Ada Lovelace"}
 
 
@@ -24,15 +27,7 @@ def assert_problem(response, status):
 def test_create_returns_201_the_user_its_location_and_etag(testapp):
     response = testapp.post_json("/users", ADA, status=201)
     user = response.json
-    assert set(user) == {
-        "id",
-        "username",
-        "email",
-        "full_name",
-        "created_at",
-        "updated_at",
-        "version",
-    }
+    assert set(user) == USER_FIELDS
     assert isinstance(user["id"], int) and user["id"] > 0
     assert user["username"] == "ada"  # stored and returned lower-cased
     assert user["email"] == "Ada@Example.com"

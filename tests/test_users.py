@@ -341,6 +341,8 @@ def test_list_keeps_filters_in_the_next_link(testapp):
         ("cursor=garbage", "cursor"),
         ("cursor=", "cursor"),
         ("cursor=%C3%A9", "cursor"),
+        ("username=%00", "username"),
+        ("email=a%00b", "email"),
     ],
 )
 def test_list_with_a_bad_parameter_is_400_naming_it(testapp, query, parameter):

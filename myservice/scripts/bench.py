@@ -227,14 +227,35 @@ def memory_kib(pid):
     return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM") if name in fields}
 
 
-def cpu_seconds(pid):
-    """User plus system CPU time that process ``pid`` (all its threads) has used, or None."""
+@dataclass
+class CpuTimes:
+    """CPU seconds (user + system) of a whole process, and of its main thread alone."""
+
+    process: float
+    main_thread: float
+
+    def __sub__(self, other):
+        return CpuTimes(self.process - other.process, self.main_thread - other.main_thread)
+
+
+def cpu_times(pid):
+    """The CpuTimes of ``pid``, or None off Linux.
+
+    pserve runs waitress's event loop on the main thread and the app on worker threads, so the
+    main thread's share is what the event loop costs.
+    """
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return CpuTimes(
+            process=stat_cpu_seconds(Path(f"/proc/{pid}/stat")),
+            main_thread=stat_cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat")),
+        )
     except OSError:
         return None
-    fields = stat.rpartition(")")[2].split()  # fields 3.. of proc(5); utime, stime are 14, 15
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stat_cpu_seconds(path):
+    fields = path.read_text().rpartition(")")[2].split()  # fields 3.. of proc(5)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 # -- the client ----------------------------------------------------------------------------
@@ -321,9 +342,10 @@ class PhaseResult:
     connections: int
     latencies: list
     seconds: float
-    cpu_seconds: float | None
+    cpu: CpuTimes | None
     connects: int
     cut_short: bool
+    memory: dict = field(default_factory=dict)  # VmRSS and VmHWM (KiB) when the phase ended
 
     @property
     def requests(self):
@@ -341,11 +363,11 @@ class PhaseResult:
         cuts = statistics.quantiles(self.latencies, n=100, method="inclusive")
         return cuts[percent - 1] * 1000
 
-    @property
-    def cpu_ms_per_request(self):
-        if self.cpu_seconds is None or not self.requests:
+    def cpu_ms_per_request(self, part):
+        """Server CPU ms per request: of the whole ``"process"`` or of its ``"main_thread"``."""
+        if self.cpu is None or not self.requests:
             return None
-        return self.cpu_seconds * 1000 / self.requests
+        return getattr(self.cpu, part) * 1000 / self.requests
 
 
 def run_phase(name, operation, *, count, seconds, connections, server, failures):
@@ -374,12 +396,12 @@ def run_phase(name, operation, *, count, seconds, connections, server, failures)
                 done.set()
             latencies.append(time.perf_counter() - started)
 
-    cpu_before = cpu_seconds(server.pid)
+    cpu_before = cpu_times(server.pid)
     started = time.perf_counter()
     with ThreadPoolExecutor(connections) as pool:
         list(pool.map(work, clients))
     elapsed = time.perf_counter() - started
-    cpu_after = cpu_seconds(server.pid)
+    cpu_after = cpu_times(server.pid)
     for client in clients:
         client.close()
     return PhaseResult(
@@ -387,7 +409,7 @@ def run_phase(name, operation, *, count, seconds, connections, server, failures)
         connections=connections,
         latencies=latencies,
         seconds=elapsed,
-        cpu_seconds=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
+        cpu=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
         connects=sum(client.connects for client in clients),
         cut_short=not done.is_set() and len(latencies) < count,
     )
@@ -484,7 +506,8 @@ class Bench:
         self.prefix = f"bench{secrets.token_hex(3)}"
         self.ids = []
         self.results = []
-        self.memory = {"at start": memory_kib(server.pid)}
+        self.rss_at_start = memory_kib(server.pid).get("VmRSS")
+        self.warm = None  # (RSS KiB, requests served) once seeding has warmed the server up
         self.notes = []
 
     def phase(self, name, operation, count, *, connections=1, seconds=None):
@@ -497,25 +520,24 @@ class Bench:
             server=self.server,
             failures=self.failures,
         )
+        result.memory = memory_kib(self.server.pid)
         self.results.append(result)
         return result
 
     def run(self):
-        self.seed()
-        self.memory["after seeding"] = memory_kib(self.server.pid)
+        seeding = self.seed()
+        self.warm = (seeding.memory.get("VmRSS"), seeding.requests)
         if not self.ids:
             self.notes.append("no user was created, so no other phase ran")
             return
         self.side_by_side("GET /users/{id}", read_user_operation(self.ids), self.options.reads)
         self.side_by_side("PATCH /users/{id}", patch_user_operation(self.ids), self.options.patches)
         self.pagination()
-        self.memory["at the end"] = memory_kib(self.server.pid)
 
     def seed(self):
         operation = create_user_operation(self.prefix, self.ids)
-        self.phase(
-            "seed POST /users", operation, self.options.users, seconds=self.options.seed_seconds
-        )
+        count, seconds = self.options.users, self.options.seed_seconds
+        return self.phase("seed POST /users", operation, count, seconds=seconds)
 
     def side_by_side(self, name, operation, count):
         single = self.phase(name, operation, count)
@@ -525,36 +547,35 @@ class Bench:
                 f"{name}: {multi.connections} connections served {multi.rate:.0f} req/s against "
                 f"{single.rate:.0f} over 1 ({multi.rate / single.rate:.2f}x); likely cause: "
                 "stock waitress 3.0.2 spins its main loop while several keep-alive connections "
-                "are busy (see the CPU ms/req column)"
+                "are busy (compare the loop ms/req column)"
             )
 
     def pagination(self):
         walk = Walk()
-        self.phase("walk GET /users?limit=50", walk_pages_operation(walk), MAX_WALK_PAGES)
+        self.phase("list: walk all pages", walk_pages_operation(walk), MAX_WALK_PAGES)
         deepest = walk.deepest_full_page()
         if deepest is None:
             self.notes.append("too few users for a deep page: pagination cost not compared")
             return
         number, cursor = deepest
-        first = self.phase(
-            "page 1, rows 1-50", fetch_operation(page_path()), self.options.page_fetches
-        )
+        count = self.options.page_fetches
+        first = self.phase("list: page 1 (rows 1-50)", fetch_operation(page_path()), count)
         rows = f"rows {(number - 1) * PAGE_SIZE + 1}-{number * PAGE_SIZE}"
         deep = self.phase(
-            f"page {number}, {rows}", fetch_operation(page_path(cursor)), self.options.page_fetches
+            f"list: page {number} ({rows})", fetch_operation(page_path(cursor)), count
         )
         self.compare_pages(first, deep)
 
     def compare_pages(self, first, deep):
         ratio = deep.percentile_ms(50) / first.percentile_ms(50)
         verdict = (
-            "keyset pagination: same cost"
+            "same cost, as keyset pagination promises"
             if ratio <= DEEP_PAGE_TOLERANCE
             else "the deep page costs more: is the query scanning (OFFSET)?"
         )
         self.notes.append(
-            f"GET /users?limit=50: {deep.name} p50 {deep.percentile_ms(50):.2f} ms vs "
-            f"{first.name} p50 {first.percentile_ms(50):.2f} ms ({ratio:.2f}x): {verdict}"
+            f"{deep.name} p50 {deep.percentile_ms(50):.2f} ms vs page 1 "
+            f"p50 {first.percentile_ms(50):.2f} ms ({ratio:.2f}x): {verdict}"
         )
 
     def cleanup(self):
@@ -575,19 +596,29 @@ class Bench:
 # -- the report ----------------------------------------------------------------------------
 
 COLUMNS = (
-    f"{'phase':<32} {'conns':>5} {'requests':>8} {'seconds':>8} {'req/s':>8} "
-    f"{'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>10}"
+    f"{'phase':<30} {'conns':>5} {'reqs':>6} {'secs':>6} {'req/s':>6} {'p50 ms':>7} "
+    f"{'p99 ms':>7} {'cpu/req':>7} {'loop/req':>8} {'RSS MiB':>7}"
+)
+LEGEND = (
+    "cpu/req: server CPU ms per request, all threads; loop/req: the part spent by its main\n"
+    "thread (waitress's event loop); RSS MiB: the server's RSS at the end of the phase"
 )
 
 
 def table_row(result):
-    cpu = result.cpu_ms_per_request
     mark = "*" if result.cut_short else " "
+    rss = result.memory.get("VmRSS")
     return (
-        f"{result.name:<32} {result.connections:>5} {result.requests:>8}{mark}"
-        f"{result.seconds:>8.2f} {result.rate:>8.0f} {result.percentile_ms(50):>8.2f} "
-        f"{result.percentile_ms(99):>8.2f} {'n/a' if cpu is None else f'{cpu:.2f}':>10}"
+        f"{result.name:<30} {result.connections:>5} {result.requests:>6}{mark}"
+        f"{result.seconds:>6.2f} {result.rate:>6.0f} {result.percentile_ms(50):>7.2f} "
+        f"{result.percentile_ms(99):>7.2f} {optional(result.cpu_ms_per_request('process')):>7} "
+        f"{optional(result.cpu_ms_per_request('main_thread')):>8} "
+        f"{'n/a' if rss is None else f'{rss / 1024:.1f}':>7}"
     )
+
+
+def optional(value, spec=".2f"):
+    return "n/a" if value is None else format(value, spec)
 
 
 def print_report(bench, failures, elapsed):
@@ -597,7 +628,7 @@ def print_report(bench, failures, elapsed):
         print(table_row(result))
     if any(result.cut_short for result in bench.results):
         print("* stopped at the phase's time limit before its request count")
-    print("CPU ms/req: server process CPU time (all threads) per request")
+    print(LEGEND)
     print()
     for line in memory_lines(bench):
         print(line)
@@ -611,22 +642,20 @@ def print_report(bench, failures, elapsed):
 
 
 def memory_lines(bench):
-    samples = [(label, kib["VmRSS"]) for label, kib in bench.memory.items() if "VmRSS" in kib]
-    if not samples:
+    """RSS at start, once warm and at the end, and the growth per request once warm."""
+    if bench.rss_at_start is None or not bench.results:
         return ["RSS: not available (no /proc)"]
-    lines = [
-        f"RSS of pserve (pid {bench.server.pid}): "
-        + ", ".join(f"{label} {mib(value)}" for label, value in samples)
-        + f"; peak {mib(bench.memory[samples[-1][0]].get('VmHWM', 0))}"
+    end = bench.results[-1].memory
+    warm_rss, warm_requests = bench.warm
+    served = sum(result.requests for result in bench.results) - warm_requests
+    growth = end["VmRSS"] - warm_rss
+    return [
+        f"RSS of pserve (pid {bench.server.pid}): {mib(bench.rss_at_start)} at start, "
+        f"{mib(warm_rss)} after seeding, {mib(end['VmRSS'])} at the end, "
+        f"peak {mib(end.get('VmHWM', 0))}",
+        f"RSS growth after seeding: {growth / 1024:+.1f} MiB over {served} requests "
+        f"({growth * 1024 / max(served, 1):+.0f} bytes/request)",
     ]
-    if "after seeding" in bench.memory and "at the end" in bench.memory:
-        growth = bench.memory["at the end"]["VmRSS"] - bench.memory["after seeding"]["VmRSS"]
-        served = sum(result.requests for result in bench.results[1:])
-        lines.append(
-            f"RSS growth after warm-up: {growth / 1024:+.1f} MiB over {served} requests "
-            f"({growth / max(served, 1) * 1024:+.1f} bytes/request)"
-        )
-    return lines
 
 
 def mib(kib):

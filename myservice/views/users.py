@@ -92,8 +92,8 @@ class UserPage(BaseModel):
 
 
 class UserFilters(PageParams):
-    username: str | None = None
-    email: str | None = None
+    username: Text | None = None
+    email: Text | None = None
 
 
 # -- views ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import os
 
 import zope.sqlalchemy
 from pyramid.exceptions import ConfigurationError
+from pyramid.settings import asbool
 from sqlalchemy import engine_from_config, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
@@ -24,8 +25,18 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Seconds a SQLite writer waits for the write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
-#: Seconds to wait for a PostgreSQL server before answering 503.
-POSTGRES_CONNECT_TIMEOUT = 3
+#: libpq options: how long to wait for a PostgreSQL server to accept a connection (s), and
+#: how long sent data may go unacknowledged (ms) before a connection to a dead host is dropped
+#: (keepalives find one that dies while idle). A server that is alive but frozen is not
+#: covered: its requests wait for it.
+POSTGRES_CONNECT_ARGS = {
+    "connect_timeout": 3,
+    "tcp_user_timeout": 10_000,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def database_url(settings):
@@ -44,7 +55,9 @@ def make_engine(settings):
     url = database_url(settings)
     options = {}
     if url.get_backend_name() == "postgresql":
-        options["connect_args"] = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT}
+        options["connect_args"] = POSTGRES_CONNECT_ARGS
+    if "sqlalchemy.pool_pre_ping" in settings:  # engine_from_config leaves "false" a string
+        options["pool_pre_ping"] = asbool(settings["sqlalchemy.pool_pre_ping"])
     engine = engine_from_config(
         {**settings, "sqlalchemy.url": url}, prefix="sqlalchemy.", **options
     )

@@ -61,3 +61,11 @@ def test_production_serves_on_all_interfaces_without_debugging():
         value.strip().lower() == "true" for key, value in settings.items() if "debug" in key
     )
     assert "pyramid.includes" not in settings  # no debugtoolbar or the like
+
+
+@pytest.mark.parametrize(("value", "expected"), [("true", True), ("false", False)])
+def test_pool_pre_ping_is_read_as_a_boolean(value, expected):
+    from myservice.db import make_engine
+
+    engine = make_engine({"sqlalchemy.url": "sqlite://", "sqlalchemy.pool_pre_ping": value})
+    assert engine.pool._pre_ping is expected

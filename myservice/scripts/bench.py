@@ -2,27 +2,31 @@
 
 Unit tests prove behaviour; the speed and memory goals of the service are checked here. The
 benchmark starts the server the way ``make run`` does: ``pserve`` on a copy of development.ini
-(only the listen port changed), over a database migrated by ``alembic upgrade head``. It talks
-HTTP/1.1 to it over keep-alive connections, as a real client would, and measures:
+(only the listen port changed, ``%(here)s`` kept pointing at the project), over a database
+migrated by ``alembic upgrade head``. It talks HTTP/1.1 to it over keep-alive connections, as a
+real client would, and measures:
 
 1. seed: ``POST /users`` N times (validation, uniqueness check, INSERT and commit per request).
-2. ``GET /users/{id}`` of random users over 1 connection, then over 4 concurrent connections.
+2. ``GET /users/{id}`` of random users over 1 connection, then over 4 concurrent connections;
+   then with ``If-None-Match`` (answered 304), which should cost no more than a 200.
 3. ``PATCH /users/{id}`` of random users (row lock and versioned UPDATE), 1 then 4 connections.
 4. ``GET /users?limit=50``: the first page against a page deep in the collection. Keyset
    pagination promises the same cost at row 10 and at row N; an OFFSET would make the deep page
    cost more. The cursors are walked first to obtain the deep page's cursor.
-5. The RSS of the pserve process at start, after seeding and at the end: once warm, memory must
-   not grow with the number of requests served.
+5. The RSS of the pserve process (VmRSS in /proc) at start, after seeding, after each phase and
+   at the end: once warm, memory must not grow with the number of requests served.
 
 Each phase stops at its request count or its time limit, whichever comes first. The table gives
-requests, seconds, requests/s, p50/p99 latency and the server's CPU time per request. The exit
-status is 1 when any request got a 5xx or any other unexpected answer (listed), 2 when the
-server could not be set up.
+requests, seconds, requests/s, p50/p99 latency, the server's CPU time per request (whole process,
+and its main thread alone) and its RSS. The exit status is 1 when any request got a 5xx or any
+other unexpected answer (listed), 2 when the server could not be set up.
 
 1 and 4 connections are always reported side by side. Stock waitress 3.0.2 spins its main loop
 when several keep-alive connections are busy: on a 2-core machine a hello-world app served about
-6,800 requests/s over 1 connection and 700 over 4. The CPU per request column makes such
-spinning visible, and a note names it when the multi-connection throughput collapses.
+6,800 requests/s over 1 connection and 700 over 4. pserve runs that loop on its main thread, so
+the loop/req column makes such spinning visible, and a note names it when the multi-connection
+throughput collapses. The client runs on the same machine and competes for the same cores: read
+absolute numbers as a floor, and compare rows of one run rather than runs on a busy machine.
 
 The default database is a fresh SQLite file in a temporary directory, removed afterwards.
 ``--database-url`` (or BENCH_DATABASE_URL) benchmarks another database, e.g. PostgreSQL: it is
@@ -58,7 +62,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 #: Request counts and time limits of a full run and of ``--quick``.
 FULL = {
     "users": 2000,
-    "reads": 3000,
+    "reads": 5000,
     "patches": 1000,
     "page_fetches": 300,
     "phase_seconds": 12.0,
@@ -120,6 +124,8 @@ def write_ini(source, directory, port):
 
     ``%(here)s`` is pinned to the source's directory, so alembic still finds its scripts.
     """
+    if not source.is_file():
+        raise BenchError(f"no {source}: run from a checkout, or name the ini file with --ini")
     text, replaced = re.subn(
         r"(?m)^listen\s*=.*$", f"listen = 127.0.0.1:{port}", source.read_text(encoding="utf-8")
     )
@@ -149,7 +155,8 @@ def migrate(ini, env):
         text=True,
     )
     if result.returncode != 0:
-        raise BenchError(f"alembic upgrade head failed:\n{result.stderr[-3000:]}")
+        last_lines = "\n".join(result.stderr.splitlines()[-15:])
+        raise BenchError(f"alembic upgrade head failed:\n{last_lines}")
 
 
 @contextmanager
@@ -307,9 +314,11 @@ class Client:
         self.connection.connect()
         self.connects += 1
 
-    def call(self, method, path, body=None, expect=200, content_type="application/json"):
+    def call(
+        self, method, path, body=None, expect=200, content_type="application/json", headers=None
+    ):
         """The reply when its status is ``expect``, else None (and the failure is recorded)."""
-        headers = {}
+        headers = dict(headers or {})
         if body is not None:
             body = json.dumps(body).encode()
             headers["Content-Type"] = content_type
@@ -433,6 +442,14 @@ def read_user_operation(ids):
     return read_user
 
 
+def conditional_read_operation(ids, etag):
+    def read_unchanged_user(client, index):
+        path = f"/users/{random.choice(ids)}"
+        client.call("GET", path, expect=304, headers={"If-None-Match": etag})
+
+    return read_unchanged_user
+
+
 def patch_user_operation(ids):
     def patch_user(client, index):
         change = {"full_name": f"Patched {index}"}
@@ -522,6 +539,12 @@ class Bench:
         )
         result.memory = memory_kib(self.server.pid)
         self.results.append(result)
+        if result.connects > result.connections:
+            self.notes.append(
+                f"{name}: {result.connects} connects for {result.connections} keep-alive "
+                "connection(s): the server closed them between requests (waitress 3.0.2 closes "
+                "after any response without Content-Length, such as 204 and 304)"
+            )
         return result
 
     def run(self):
@@ -531,6 +554,7 @@ class Bench:
             self.notes.append("no user was created, so no other phase ran")
             return
         self.side_by_side("GET /users/{id}", read_user_operation(self.ids), self.options.reads)
+        self.conditional_reads()
         self.side_by_side("PATCH /users/{id}", patch_user_operation(self.ids), self.options.patches)
         self.pagination()
 
@@ -547,8 +571,13 @@ class Bench:
                 f"{name}: {multi.connections} connections served {multi.rate:.0f} req/s against "
                 f"{single.rate:.0f} over 1 ({multi.rate / single.rate:.2f}x); likely cause: "
                 "stock waitress 3.0.2 spins its main loop while several keep-alive connections "
-                "are busy (compare the loop ms/req column)"
+                "are busy (compare the loop/req column)"
             )
+
+    def conditional_reads(self):
+        """GET with If-None-Match: 304s. Runs before any PATCH, while every user is at version 1."""
+        operation = conditional_read_operation(self.ids, '"1"')
+        self.phase("GET /users/{id} -> 304", operation, self.options.reads // 5)
 
     def pagination(self):
         walk = Walk()
@@ -601,7 +630,8 @@ COLUMNS = (
 )
 LEGEND = (
     "cpu/req: server CPU ms per request, all threads; loop/req: the part spent by its main\n"
-    "thread (waitress's event loop); RSS MiB: the server's RSS at the end of the phase"
+    "thread (waitress's event loop); RSS MiB: the server's RSS when the phase ended (a step when\n"
+    "more pooled connections come into use is expected; growth phase after phase is a leak)"
 )
 
 
@@ -643,19 +673,23 @@ def print_report(bench, failures, elapsed):
 
 def memory_lines(bench):
     """RSS at start, once warm and at the end, and the growth per request once warm."""
-    if bench.rss_at_start is None or not bench.results:
-        return ["RSS: not available (no /proc)"]
-    end = bench.results[-1].memory
-    warm_rss, warm_requests = bench.warm
+    end = bench.results[-1].memory if bench.results else {}
+    warm_rss, warm_requests = bench.warm or (None, 0)
+    if None in (bench.rss_at_start, warm_rss) or "VmRSS" not in end:
+        return ["RSS: not available (no /proc, or the server is gone)"]
     served = sum(result.requests for result in bench.results) - warm_requests
-    growth = end["VmRSS"] - warm_rss
-    return [
+    lines = [
         f"RSS of pserve (pid {bench.server.pid}): {mib(bench.rss_at_start)} at start, "
         f"{mib(warm_rss)} after seeding, {mib(end['VmRSS'])} at the end, "
-        f"peak {mib(end.get('VmHWM', 0))}",
-        f"RSS growth after seeding: {growth / 1024:+.1f} MiB over {served} requests "
-        f"({growth * 1024 / max(served, 1):+.0f} bytes/request)",
+        f"peak {mib(end.get('VmHWM', 0))}"
     ]
+    if served:
+        growth = end["VmRSS"] - warm_rss
+        lines.append(
+            f"RSS growth after seeding: {growth / 1024:+.1f} MiB over {served} requests "
+            f"({growth * 1024 / served:+.0f} bytes/request)"
+        )
+    return lines
 
 
 def mib(kib):
@@ -685,7 +719,7 @@ def parse_arguments(argv):
     )
     parser.add_argument("--quick", action="store_true", help="a tiny run for smoke checks")
     parser.add_argument("--users", type=int, help="users to create (2000; quick: 200)")
-    parser.add_argument("--reads", type=int, help="GETs per connection count (3000)")
+    parser.add_argument("--reads", type=int, help="GETs per connection count (5000); 304s: a fifth")
     parser.add_argument("--patches", type=int, help="PATCHes per connection count (1000)")
     parser.add_argument("--page-fetches", type=int, help="fetches of each list page (300)")
     parser.add_argument("--phase-seconds", type=float, help="time limit of each phase (12)")

@@ -43,6 +43,10 @@ def test_create_defaults_full_name_to_empty(testapp):
     assert create(testapp).json["full_name"] == ""
 
 
+def test_create_with_a_null_full_name_takes_the_default(testapp):
+    assert create(testapp, full_name=None).json["full_name"] == ""
+
+
 def test_created_user_is_found_again(testapp):
     created = testapp.post_json("/users", ADA, status=201)
     assert testapp.get(created.location).json == created.json

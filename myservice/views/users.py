@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Annotated
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 from pyramid.httpexceptions import (
     HTTPConflict,
@@ -53,7 +53,11 @@ def _email(value: str) -> str:
 
 Username = Annotated[str, AfterValidator(_username)]
 Email = Annotated[str, AfterValidator(_email)]
-FullName = Annotated[Text, Field(max_length=200)]
+#: ``null`` means the default, ``""``: in a merge patch null removes a member, and a client
+#: that sends null for an optional field on create means the same.
+FullName = Annotated[
+    Text, BeforeValidator(lambda value: "" if value is None else value), Field(max_length=200)
+]
 
 
 class UserCreate(BaseModel):
@@ -65,13 +69,13 @@ class UserCreate(BaseModel):
 
 
 class UserPatch(BaseModel):
-    """A JSON merge patch: absent fields stay; ``full_name: null`` resets it to ``""``."""
+    """A JSON merge patch: absent fields stay as they are."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     username: Username = None  # null is invalid: a user always has one
     email: Email = None
-    full_name: FullName | None = None
+    full_name: FullName = None
 
 
 class UserOut(BaseModel):
@@ -136,8 +140,6 @@ def update_user(request):
     user = find_user(request, for_update=True)
     check_if_match(request, user)
     changes = validate_body(request, UserPatch, JSON_OR_MERGE_PATCH).model_dump(exclude_unset=True)
-    if "full_name" in changes and changes["full_name"] is None:
-        changes["full_name"] = ""
     for name, value in changes.items():
         setattr(user, name, value)
     save(request, user)

@@ -292,3 +292,13 @@ def test_a_conflict_on_every_attempt_ends_in_503_not_500(client, engine, real_ap
     assert real_app.registry["test_attempts"] == [0, 1, 2]  # retry.attempts = 3
     assert usernames(engine) == []
     assert engine.pool.checkedout() == 0
+
+
+def test_the_number_of_attempts_is_the_retry_attempts_setting(app_settings, postgres_only):
+    with Configurator(settings={**app_settings, "retry.attempts": "2"}) as config:
+        config.include(myservice.includeme)
+        config.add_route("conflict", "/conflict")
+        config.add_view(conflict_every_time, route_name="conflict", renderer="json")
+    app = config.make_wsgi_app()
+    webtest.TestApp(app).post("/conflict", status=503)
+    assert app.registry["test_attempts"] == [0, 1]

@@ -1,6 +1,7 @@
 """The /users contract of ../shared/API.md, row by row."""
 
 import pytest
+from sqlalchemy import event
 
 #: The members of a user, as API.md lists them.
 USER_FIELDS = {"id", "username", "email", "full_name", "created_at", "updated_at", "version"}
@@ -372,3 +373,23 @@ def test_a_cursor_signed_with_another_secret_is_400(testapp, app_settings):
 def test_a_new_user_was_updated_when_it_was_created(testapp):
     user = create(testapp).json
     assert user["updated_at"] == user["created_at"]
+
+
+def test_a_page_is_one_keyset_range_scan_never_an_offset(testapp, app):
+    make_users(testapp, 3)
+    cursor = testapp.get("/users?limit=1").json["next_cursor"]
+    executed = []
+    engine = app.registry["dbsession_factory"].kw["bind"]
+
+    def record(conn, cursor_, statement, parameters, context, executemany):
+        executed.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        testapp.get("/users", {"limit": 1, "cursor": cursor})
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    [(query, parameters)] = [e for e in executed if e[0].lstrip().upper().startswith("SELECT")]
+    assert "users.id >" in query and "ORDER BY users.id" in query
+    if "OFFSET" in query.upper():  # SQLite always renders one: it must skip nothing
+        assert list(parameters)[-1] == 0

@@ -12,11 +12,7 @@ import http.client
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -27,9 +23,9 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import create_engine, text
 
+from myservice.scripts.bench import BenchError, free_port, write_ini
+from myservice.scripts.bench import running_server as bench_server
 from tests.conftest import DEVELOPMENT_INI
-
-PSERVE = Path(sys.executable).with_name("pserve")
 
 #: Seconds the server gets to answer GET /health after it is started.
 STARTUP_DEADLINE = 20
@@ -58,60 +54,21 @@ class Server:
         return self.log.read_text(encoding="utf-8").splitlines()
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def running_server(directory, database_url):
-    """``pserve`` of development.ini on a free port of 127.0.0.1, until the block ends."""
+    """``pserve`` of development.ini on a free port of 127.0.0.1, until the block ends.
+
+    The benchmark's launcher: only the ``listen`` line of the ini differs, the log goes to a
+    file, GET /health must answer within the deadline, and the server is always stopped.
+    """
     port = free_port()
-    ini, replaced = re.subn(
-        r"^listen = 127\.0\.0\.1:6543$",
-        f"listen = 127.0.0.1:{port}",
-        DEVELOPMENT_INI.read_text(encoding="utf-8"),
-        flags=re.MULTILINE,
-    )
-    assert replaced == 1, "development.ini no longer has its `listen = 127.0.0.1:6543` line"
-    (directory / "server.ini").write_text(ini, encoding="utf-8")
-    server = Server("127.0.0.1", port, directory / "server.log")
-    with server.log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [PSERVE, directory / "server.ini"],
-            env={**os.environ, "DATABASE_URL": database_url},
-            cwd=directory,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
+    ini = write_ini(DEVELOPMENT_INI, directory, port)
+    env = {**os.environ, "DATABASE_URL": database_url}
     try:
-        wait_until_up(server, process)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_until_up(server, process):
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"pserve exited with {process.returncode}:\n{server.log.read_text()}")
-        try:
-            if call(server, "GET", "/health", timeout=1).status == 200:
-                return
-        except OSError:  # not listening yet
-            pass
-        time.sleep(0.1)
-    pytest.fail(
-        f"pserve did not answer GET /health in {STARTUP_DEADLINE} s:\n{server.log.read_text()}"
-    )
+        with bench_server(ini, env, port, STARTUP_DEADLINE) as started:
+            yield Server("127.0.0.1", port, started.log_path)
+    except BenchError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="module")

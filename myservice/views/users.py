@@ -15,7 +15,7 @@ from pyramid.httpexceptions import (
     HTTPPreconditionFailed,
 )
 from pyramid.view import view_config
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from ..models import MAX_ID, User, taken_fields
@@ -186,7 +186,13 @@ def check_if_match(request, user):
 def save(request, user):
     """Flush ``user`` now, so that a taken username or email is a 409 here, not a 500 at commit."""
     session = request.dbsession
-    taken = taken_fields(session, user.username, user.email, other_than=user.id)
+    state = inspect(user)
+    claims_new_names = state.transient or any(
+        state.attrs[name].history.has_changes() for name in ("username", "email")
+    )
+    taken = claims_new_names and taken_fields(
+        session, user.username, user.email, other_than=user.id
+    )
     if taken:
         names = " and ".join(f"{field} '{value}'" for field, value in taken.items())
         raise HTTPConflict(f"{names} {'are' if len(taken) > 1 else 'is'} taken")

@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,13 +44,26 @@ def migrate(url, *args):
     )
 
 
-def drop_everything(url):
+@contextmanager
+def short_lived_engine(url):
+    """An engine of its own for a test's direct look at the database, disposed afterwards."""
     engine = create_engine(url)
-    with engine.begin() as connection:
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def drop_everything(url):
+    with short_lived_engine(url) as engine, engine.begin() as connection:
         metadata = MetaData()
         metadata.reflect(connection)
         metadata.drop_all(connection)
-    engine.dispose()
+
+
+def delete_all_users(url):
+    with short_lived_engine(url) as engine, engine.begin() as connection:
+        connection.execute(text("DELETE FROM users"))
 
 
 @pytest.fixture(scope="session")
@@ -105,10 +119,7 @@ def testapp(app):
 def empty_tables(db_url):
     """For tests whose requests really commit: delete every row they left behind."""
     yield
-    engine = create_engine(db_url)
-    with engine.begin() as connection:
-        connection.execute(text("DELETE FROM users"))
-    engine.dispose()
+    delete_all_users(db_url)
 
 
 @pytest.fixture

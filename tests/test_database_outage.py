@@ -21,11 +21,12 @@ from contextlib import ExitStack
 
 import pytest
 import webtest
-from sqlalchemy import create_engine, delete
+from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
 import myservice
 from myservice.models import User
+from tests.conftest import short_lived_engine
 
 #: Seconds any one request may take while the database is down. The engine gives a server 3 s
 #: to accept a connection, so this bounds a hang; it is not a timing benchmark.
@@ -144,10 +145,8 @@ def created_ids(db_url):
     ids = []
     yield ids
     if ids:
-        direct = create_engine(db_url)
-        with direct.begin() as connection:
+        with short_lived_engine(db_url) as direct, direct.begin() as connection:
             connection.execute(delete(User).where(User.id.in_(ids)))
-        direct.dispose()
 
 
 def engine_of(service):

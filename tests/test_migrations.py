@@ -16,12 +16,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, insert, inspect, text
+from sqlalchemy import insert, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SAWarning
 
 from myservice.models import Base, User
-from tests.conftest import DEVELOPMENT_INI, migrate
+from tests.conftest import DEVELOPMENT_INI, migrate, short_lived_engine
 
 #: What SQLAlchemy says when it meets ``uq_users_email_lower`` in a SQLite database; the one
 #: SAWarning that pyproject.toml lets through instead of turning it into an error.
@@ -46,50 +46,37 @@ def empty_database(db_url, is_postgres, tmp_path):
         return
     schema = f"mig_{secrets.token_hex(6)}"
     url = make_url(db_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    admin = create_engine(db_url)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA {schema}"))
-        yield Database(url.render_as_string(hide_password=False), schema=schema)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        admin.dispose()
+    with short_lived_engine(db_url) as admin:
+        try:
+            with admin.begin() as connection:
+                connection.execute(text(f"CREATE SCHEMA {schema}"))
+            yield Database(url.render_as_string(hide_password=False), schema=schema)
+        finally:
+            with admin.begin() as connection:
+                connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
 
 
 def query(url, sql, **params):
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            return connection.execute(text(sql), params).all()
-    finally:
-        engine.dispose()
+    with short_lived_engine(url) as engine, engine.connect() as connection:
+        return connection.execute(text(sql), params).all()
 
 
 def table_names(database):
-    engine = create_engine(database.url)
-    try:
-        with engine.connect() as connection:
-            return set(inspect(connection).get_table_names())
-    finally:
-        engine.dispose()
+    with short_lived_engine(database.url) as engine, engine.connect() as connection:
+        return set(inspect(connection).get_table_names())
 
 
 def schema_diff(database):
     """What alembic autogenerate would change to bring the database to the models."""
-    engine = create_engine(database.url)
-    try:
-        with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
-            if not database.is_sqlite:
-                return compare_metadata(context, Base.metadata)
-            # SQLite cannot reflect the lower(email) index, so alembic leaves it out of the
-            # comparison (and says so); test_upgrade_head_creates_the_unique_lower_email_index
-            # checks it instead.
-            with pytest.warns(UserWarning, match="expression-based index 'uq_users_email_lower'"):
-                return compare_metadata(context, Base.metadata)
-    finally:
-        engine.dispose()
+    with short_lived_engine(database.url) as engine, engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        if not database.is_sqlite:
+            return compare_metadata(context, Base.metadata)
+        # SQLite cannot reflect the lower(email) index, so alembic leaves it out of the
+        # comparison (and says so); test_upgrade_head_creates_the_unique_lower_email_index
+        # checks it instead.
+        with pytest.warns(UserWarning, match="expression-based index 'uq_users_email_lower'"):
+            return compare_metadata(context, Base.metadata)
 
 
 def objects_besides_alembic_version(database):
@@ -154,8 +141,7 @@ def test_upgrade_head_creates_the_unique_lower_email_index(empty_database):
         assert definition.startswith("CREATE UNIQUE INDEX")
         assert "lower((email)::text)" in definition
     # And it does its job: two emails that differ only in case cannot both be stored.
-    engine = create_engine(empty_database.url)
-    try:
+    with short_lived_engine(empty_database.url) as engine:
         with engine.begin() as connection:
             connection.execute(
                 insert(User).values(username="ada", email="ada@example.org", version=1)
@@ -164,8 +150,6 @@ def test_upgrade_head_creates_the_unique_lower_email_index(empty_database):
             connection.execute(
                 insert(User).values(username="bob", email="ADA@example.ORG", version=1)
             )
-    finally:
-        engine.dispose()
 
 
 def test_on_postgresql_alembic_migrates_the_schema_that_the_url_selects(
@@ -210,8 +194,7 @@ def test_a_downgraded_database_upgrades_again_to_exactly_the_models_schema(empty
 def test_sqlite_expression_index_warning_does_not_fail_the_run_but_other_sawarnings_do(tmp_path):
     url = f"sqlite:///{tmp_path / 'warnings.sqlite'}"
     migrate(url, "upgrade", "head")
-    engine = create_engine(url)
-    try:
+    with short_lived_engine(url) as engine:
         # Reflecting the users table of a SQLite database does warn about the index ...
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -222,8 +205,6 @@ def test_sqlite_expression_index_warning_does_not_fail_the_run_but_other_sawarni
 
         # ... and under the suite's own warning filters that warning is let through,
         inspect(engine).get_indexes("users")
-    finally:
-        engine.dispose()
     # while every other SAWarning still fails the test that causes it.
     with pytest.raises(SAWarning, match="any other SQLAlchemy warning"):
         warnings.warn("any other SQLAlchemy warning", SAWarning, stacklevel=1)

@@ -21,11 +21,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from myservice.scripts.bench import BenchError, free_port, write_ini
 from myservice.scripts.bench import running_server as bench_server
-from tests.conftest import DEVELOPMENT_INI
+from tests.conftest import DEVELOPMENT_INI, delete_all_users
 
 #: Seconds the server gets to answer GET /health after it is started.
 STARTUP_DEADLINE = 20
@@ -78,10 +77,7 @@ def server(db_url, tmp_path_factory):
         with running_server(tmp_path_factory.mktemp("server"), db_url) as running:
             yield running
     finally:
-        engine = create_engine(db_url)
-        with engine.begin() as connection:
-            connection.execute(text("DELETE FROM users"))
-        engine.dispose()
+        delete_all_users(db_url)
 
 
 # -- the client -------------------------------------------------------------------------------

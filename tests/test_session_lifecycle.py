@@ -178,7 +178,10 @@ def test_a_raised_exception_aborts_and_answers_a_bare_500(client, engine):
 
 
 def test_an_unexpected_error_is_logged_with_its_traceback_and_request_id(client, log_lines):
-    client.post("/test/write-then-raise", headers={"X-Request-ID": "req-500"}, status=500)
+    response = client.post(
+        "/test/write-then-raise", headers={"X-Request-ID": "req-500"}, status=500
+    )
+    assert response.headers["X-Request-ID"] == "req-500"
     [line] = [line for line in log_lines if " ERROR " in line]
     assert line.startswith("[req-500] ERROR [myservice.problems] unexpected error")
     assert "Traceback" in line and "RuntimeError: boom" in line

@@ -159,6 +159,7 @@ def test_get_carries_the_etag_and_if_none_match_gives_304(testapp):
     not_modified = testapp.get(f"/users/{user['id']}", headers={"If-None-Match": '"1"'}, status=304)
     assert not_modified.body == b""
     assert not_modified.headers["ETag"] == '"1"'
+    assert not_modified.headers["X-Request-ID"]
     testapp.get(f"/users/{user['id']}", headers={"If-None-Match": '"2"'}, status=200)
 
 

@@ -17,7 +17,7 @@ migrate: $(VENV)/.installed
 	$(BIN)/alembic -c $(INI) upgrade head
 
 bench: $(VENV)/.installed-testing  ## throughput and memory of a real server (see README)
-	$(BIN)/myservice-bench
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache myservice.sqlite*

@@ -30,13 +30,12 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(exclude=["tests"]),
+    packages=find_packages(include=["myservice", "myservice.*"]),
     include_package_data=True,
     zip_safe=False,
     install_requires=requires,
     extras_require={"testing": tests_require},
     entry_points={
         "paste.app_factory": ["main = myservice:main"],
-        "console_scripts": ["myservice-bench = myservice.scripts.bench:main"],
     },
 )

@@ -1,0 +1,1 @@
+"""Tools that measure the service from outside; they are not part of the ``myservice`` package."""

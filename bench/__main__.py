@@ -1,0 +1,7 @@
+"""``python -m bench`` (``make bench``)."""
+
+import sys
+
+from bench.http_bench import main
+
+sys.exit(main())

@@ -1,0 +1,191 @@
+"""The real server in a subprocess: ``pserve`` of an ini file on a free port of 127.0.0.1.
+
+Shared by the benchmark and by the tests that need real sockets: only the ``listen`` line of the
+ini differs, the log goes to a file, GET /health must answer within a deadline, and the server
+is always stopped.
+"""
+
+import http.client
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class BenchError(Exception):
+    """The server could not be set up; the message says why."""
+
+
+# -- the server ----------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_ini(source, directory, port):
+    """A copy of ``source`` in ``directory`` that listens on ``port``.
+
+    ``%(here)s`` is pinned to the source's directory, so alembic still finds its scripts.
+    """
+    if not source.is_file():
+        raise BenchError(f"no {source}: run from a checkout, or name the ini file with --ini")
+    text, replaced = re.subn(
+        r"(?m)^listen\s*=.*$", f"listen = 127.0.0.1:{port}", source.read_text(encoding="utf-8")
+    )
+    if replaced != 1:
+        raise BenchError(f"{source} has no single 'listen = ...' line to replace")
+    text = text.replace("%(here)s", str(source.resolve().parent).replace("%", "%%"))
+    ini = directory / "bench.ini"
+    ini.write_text(text, encoding="utf-8")
+    return ini
+
+
+def venv_command(name):
+    """``name`` from the virtualenv running this script, else from PATH."""
+    beside = Path(sys.executable).with_name(name)
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise BenchError(f"cannot find the {name} command")
+    return found
+
+
+def migrate(ini, env):
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"],
+        env=env,
+        cwd=ini.parent,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        last_lines = "\n".join(result.stderr.splitlines()[-15:])
+        raise BenchError(f"alembic upgrade head failed:\n{last_lines}")
+
+
+@contextmanager
+def running_server(ini, env, port, startup_seconds):
+    """``pserve ini`` answering GET /health, terminated when the block ends, however it ends."""
+    log_path = ini.with_name("pserve.log")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [venv_command("pserve"), str(ini)],
+            env=env,
+            cwd=ini.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(process, port, log_path)
+    try:
+        wait_until_healthy(server, startup_seconds)
+        yield server
+    finally:
+        stop(process)
+
+
+def wait_until_healthy(server, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise BenchError(
+                f"pserve exited with status {server.process.returncode}:\n"
+                f"{log_tail(server.log_path)}"
+            )
+        if health_answers(server.port):
+            return
+        time.sleep(0.1)
+    raise BenchError(
+        f"GET /health did not answer 200 within {seconds:g}s:\n{log_tail(server.log_path)}"
+    )
+
+
+def health_answers(port):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        connection.request("GET", "/health")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def stop(process):
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def log_tail(path, lines=20):
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no server log)"
+
+
+def memory_kib(pid):
+    """``VmRSS`` and ``VmHWM`` (peak RSS) of ``pid`` in KiB, from /proc; empty off Linux."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM") if name in fields}
+
+
+@dataclass
+class CpuTimes:
+    """CPU seconds (user + system) of a whole process, and of its main thread alone."""
+
+    process: float
+    main_thread: float
+
+    def __sub__(self, other):
+        return CpuTimes(self.process - other.process, self.main_thread - other.main_thread)
+
+
+def cpu_times(pid):
+    """The CpuTimes of ``pid``, or None off Linux.
+
+    pserve runs waitress's event loop on the main thread and the app on worker threads, so the
+    main thread's share is what the event loop costs.
+    """
+    try:
+        return CpuTimes(
+            process=stat_cpu_seconds(Path(f"/proc/{pid}/stat")),
+            main_thread=stat_cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat")),
+        )
+    except OSError:
+        return None
+
+
+def stat_cpu_seconds(path):
+    fields = path.read_text().rpartition(")")[2].split()  # fields 3.. of proc(5)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+# -- the client ----------------------------------------------------------------------------

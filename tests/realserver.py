@@ -1,0 +1,113 @@
+"""The real server for tests: ``pserve`` in a subprocess, spoken to over real HTTP.
+
+The server runs ``development.ini`` unchanged but for its port (and any ``overrides``), on the
+database the test names (``DATABASE_URL``).
+"""
+
+import http.client
+import json
+import os
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bench.server import BenchError, free_port, write_ini
+from bench.server import running_server as bench_server
+from tests.conftest import DEVELOPMENT_INI
+
+#: Seconds the server gets to answer GET /health after it is started.
+STARTUP_DEADLINE = 20
+
+#: Seconds the client waits for any answer: a request that hangs fails with a timeout.
+CLIENT_TIMEOUT = 10
+
+#: The API's rule for an X-Request-ID the server echoes (and so for one it generates).
+VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+# -- the server -------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    host: str
+    port: int
+    log: Path  # the server's stderr: every log line
+
+    @property
+    def base_url(self):
+        return f"http://{self.host}:{self.port}"
+
+    def log_lines(self):
+        return self.log.read_text(encoding="utf-8").splitlines()
+
+
+@contextmanager
+def running_server(directory, database_url):
+    """``pserve`` of development.ini on a free port of 127.0.0.1, until the block ends.
+
+    The benchmark's launcher: only the ``listen`` line of the ini differs, the log goes to a
+    file, GET /health must answer within the deadline, and the server is always stopped.
+    """
+    port = free_port()
+    ini = write_ini(DEVELOPMENT_INI, directory, port)
+    env = {**os.environ, "DATABASE_URL": database_url}
+    try:
+        with bench_server(ini, env, port, STARTUP_DEADLINE) as started:
+            yield Server("127.0.0.1", port, started.log_path)
+    except BenchError as error:
+        pytest.fail(str(error))
+
+
+# -- the client -------------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def call(server, method, path, body=None, headers=(), timeout=CLIENT_TIMEOUT):
+    """One request on a new connection; ``body`` is sent as JSON."""
+    headers = dict(headers)
+    if body is not None:
+        body = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return Reply(response.status, response.headers, response.read())
+    finally:
+        connection.close()
+
+
+def concurrently(function, arguments):
+    """``function`` of each argument, each in its own thread, all released at the same moment."""
+    start = threading.Barrier(len(arguments))
+
+    def run(argument):
+        start.wait(timeout=CLIENT_TIMEOUT)
+        return function(argument)
+
+    with ThreadPoolExecutor(max_workers=len(arguments)) as pool:
+        return list(pool.map(run, arguments))
+
+
+def assert_problem(reply, status):
+    assert reply.status == status, reply.body
+    assert reply.headers["Content-Type"] == "application/problem+json"
+    problem = reply.json()
+    assert problem["status"] == status
+    assert problem["type"] and problem["title"]
+    return problem

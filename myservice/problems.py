@@ -117,10 +117,11 @@ def undecodable_url_view(exc, request):
 
 def unexpected_error_view(exc, request):
     """Everything else: 503 for a database that is busy or away, a bare 500 otherwise."""
-    if is_transient(exc):
+    if is_conflict(exc) or is_dead_connection(exc, request):
         mark_error_retryable(exc)  # pyramid_retry replays the request unless this was the last try
         if is_last_attempt(request):
-            log.warning("transient database conflict on every attempt: %s", exc.__class__.__name__)
+            log.warning("transient database failure on every attempt: %s", exc.__class__.__name__)
+    if is_conflict(exc):
         return problem(
             503, "the request conflicted with concurrent requests; retry it", {"Retry-After": "1"}
         )
@@ -131,7 +132,7 @@ def unexpected_error_view(exc, request):
     return problem(500)
 
 
-def is_transient(exc):
+def is_conflict(exc):
     """A conflict with a concurrent transaction that a replay can resolve.
 
     The same rule zope.sqlalchemy applies while the transaction is still open: SQLSTATE class 40
@@ -141,6 +142,23 @@ def is_transient(exc):
         return True
     sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
     return isinstance(exc, DBAPIError) and bool(sqlstate) and sqlstate.startswith("40")
+
+
+def is_dead_connection(exc, request):
+    """A statement met a pooled connection that had died (the database restarted, a proxy
+    dropped it), before anything was committed: a replay runs on a fresh connection.
+
+    This replaces pinging every connection at checkout (a round trip per request). SQLAlchemy
+    has already discarded the pool's older connections. A failure to connect is not replayed
+    (the database is away: answer 503 at once), nor is one at COMMIT, where pyramid_tm has
+    ended the transaction (``tm.active`` is gone) and the write may have happened.
+    """
+    return (
+        isinstance(exc, DBAPIError)
+        and exc.connection_invalidated
+        and exc.statement is not None
+        and "tm.active" in request.environ
+    )
 
 
 def is_database_unavailable(exc):

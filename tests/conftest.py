@@ -105,7 +105,7 @@ def testapp(app):
     connection = factory.kw["bind"].connect()
     outer = connection.begin()
     registry["dbsession_factory"] = sessionmaker(
-        bind=connection, join_transaction_mode="create_savepoint"
+        bind=connection, class_=factory.class_, join_transaction_mode="create_savepoint"
     )
     try:
         yield webtest.TestApp(app)

@@ -25,12 +25,13 @@ class PageParams(BaseModel):
 
 
 def page(request, query, key, params):
-    """One page of ``query`` ordered by ``key`` (the id column), and the next page's cursor.
+    """One page of ``query`` (rows with an ``id``) ordered by ``key`` (the id column), and the
+    next page's cursor.
 
     Sets the ``Link: <...>; rel="next"`` header when there is a next page.
     """
     after = _decode(request, params.cursor) if params.cursor is not None else 0
-    rows = request.dbsession.scalars(
+    rows = request.dbsession.execute(
         query.where(key > after).order_by(key).limit(params.limit + 1)
     ).all()
     if len(rows) <= params.limit:

@@ -157,6 +157,14 @@ for _name in ZOPE_EVENTS:
     event.listen(RequestSession, _name, _forward(_name))
 
 
+def mark_changed(session):
+    """Tell the request's transaction that ``session`` wrote through Core or ``text()``.
+
+    zope.sqlalchemy sees only ORM writes; without this the transaction is rolled back.
+    """
+    session.info["zope_events"].mark_changed(session)
+
+
 def dbsession(request):
     """This request's session, joined to ``request.tm`` (pyramid_tm commits or aborts it).
 

@@ -411,3 +411,26 @@ def test_a_patch_that_keeps_username_and_email_does_not_look_for_their_holders(
     executed_sql.clear()
     testapp.patch_json(f"/users/{user['id']}", {"email": "hopper@example.com"})
     assert [statement for statement, _ in executed_sql if "lower(users.email)" in statement]
+
+
+def test_a_create_is_one_insert_and_looks_for_holders_only_when_it_conflicts(
+    testapp, executed_sql
+):
+    create(testapp, username="ada", email="ada@example.com")
+    executed_sql.clear()
+    create(testapp, username="grace", email="grace@example.com")
+    [insert] = [statement for statement, _ in executed_sql if "users" in statement]
+    assert insert.lstrip().upper().startswith("INSERT")
+    executed_sql.clear()
+    testapp.post_json("/users", {"username": "ADA", "email": "Grace@Example.com"}, status=409)
+    assert [statement for statement, _ in executed_sql if "lower(users.email)" in statement]
+
+
+def test_a_create_whose_username_and_email_are_both_taken_names_both(testapp):
+    create(testapp, username="ada", email="ada@example.com")
+    create(testapp, username="grace", email="grace@example.com")
+    response = testapp.post_json(
+        "/users", {"username": "Ada", "email": "GRACE@example.com"}, status=409
+    )
+    detail = assert_problem(response, 409)["detail"]
+    assert detail == "username 'ada' and email 'GRACE@example.com' are taken"

@@ -1,6 +1,6 @@
 """The tables. Import models from here so that every mapper is configured."""
 
 from .meta import MAX_ID, Base
-from .user import User, taken_fields
+from .user import User, insert_user, taken_fields
 
-__all__ = ["MAX_ID", "Base", "User", "taken_fields"]
+__all__ = ["MAX_ID", "Base", "User", "insert_user", "taken_fields"]

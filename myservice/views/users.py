@@ -18,7 +18,7 @@ from pyramid.view import view_config
 from sqlalchemy import bindparam, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 
-from ..models import MAX_ID, User, taken_fields
+from ..models import MAX_ID, User, insert_user, taken_fields
 from ..pagination import PageParams, page
 from ..validation import JSON_OR_MERGE_PATCH, Text, validate_body, validate_query
 
@@ -106,8 +106,10 @@ class UserFilters(PageParams):
 @view_config(route_name="users", request_method="POST", renderer="json")
 def create_user(request):
     data = validate_body(request, UserCreate)
-    user = User(**data.model_dump())
-    save(request, user)
+    user = insert_user(request.dbsession, data.model_dump())
+    if user is None:
+        check_names_free(request.dbsession, data.username, data.email)
+        raise HTTPConflict("username or email is taken")  # its holder was deleted since
     request.response.status_code = 201
     request.response.location = request.route_path("user", id=user.id)
     request.response.etag = str(user.version)
@@ -202,20 +204,21 @@ def check_if_match(request, user):
         raise HTTPPreconditionFailed(f"user {user.id} is at version {user.version}")
 
 
-def save(request, user):
-    """Flush ``user`` now, so that a taken username or email is a 409 here, not a 500 at commit."""
-    session = request.dbsession
-    state = inspect(user)
-    claims_new_names = state.transient or any(
-        state.attrs[name].history.has_changes() for name in ("username", "email")
-    )
-    taken = claims_new_names and taken_fields(
-        session, user.username, user.email, other_than=user.id
-    )
+def check_names_free(session, username, email, *, other_than=None):
+    """409 naming each of ``username`` and ``email`` that another user holds."""
+    taken = taken_fields(session, username, email, other_than=other_than)
     if taken:
         names = " and ".join(f"{field} '{value}'" for field, value in taken.items())
         raise HTTPConflict(f"{names} {'are' if len(taken) > 1 else 'is'} taken")
-    session.add(user)
+
+
+def save(request, user):
+    """Flush a changed ``user`` now, so that a taken username or email is a 409 here, not a 500
+    at commit. The holders are looked for only when the change claims a new name."""
+    session = request.dbsession
+    state = inspect(user)
+    if any(state.attrs[name].history.has_changes() for name in ("username", "email")):
+        check_names_free(session, user.username, user.email, other_than=user.id)
     try:
         session.flush()
     except IntegrityError:  # a concurrent request took it between our check and our write

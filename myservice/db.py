@@ -70,7 +70,10 @@ def make_engine(settings):
     url = database_url(settings)
     options = {"isolation_level": "AUTOCOMMIT"}
     if url.get_backend_name() == "postgresql":
-        options["connect_args"] = POSTGRES_CONNECT_ARGS
+        # Timestamps arrive as UTC whatever the server's zone (models.meta.UTCDateTime relies
+        # on it); options the URL names (a search_path, say) are kept.
+        libpq_options = " ".join(filter(None, (url.query.get("options"), "-c TimeZone=UTC")))
+        options["connect_args"] = {**POSTGRES_CONNECT_ARGS, "options": libpq_options}
     if "sqlalchemy.pool_pre_ping" in settings:  # engine_from_config leaves "false" a string
         options["pool_pre_ping"] = asbool(settings["sqlalchemy.pool_pre_ping"])
     engine = engine_from_config(

@@ -69,3 +69,22 @@ def test_pool_pre_ping_is_read_as_a_boolean(value, expected):
 
     engine = make_engine({"sqlalchemy.url": "sqlite://", "sqlalchemy.pool_pre_ping": value})
     assert engine.pool._pre_ping is expected
+
+
+def test_postgresql_sessions_run_in_utc_and_keep_the_options_the_url_names(db_url, is_postgres):
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from myservice.db import make_engine
+
+    if not is_postgres:
+        pytest.skip("a PostgreSQL session setting (CI runs it)")
+    url = make_url(db_url).update_query_dict({"options": "-c application_name=from-the-url"})
+    engine = make_engine({"sqlalchemy.url": url.render_as_string(hide_password=False)})
+    try:
+        with engine.connect() as connection:
+            zone = connection.execute(text("SHOW TimeZone")).scalar()
+            name = connection.execute(text("SHOW application_name")).scalar()
+    finally:
+        engine.dispose()
+    assert (zone, name) == ("UTC", "from-the-url")

@@ -413,9 +413,7 @@ def test_a_patch_that_keeps_username_and_email_does_not_look_for_their_holders(
     assert [statement for statement, _ in executed_sql if "lower(users.email)" in statement]
 
 
-def test_a_create_is_one_insert_and_looks_for_holders_only_when_it_conflicts(
-    testapp, executed_sql
-):
+def test_a_create_is_one_insert_and_looks_for_holders_only_when_it_conflicts(testapp, executed_sql):
     create(testapp, username="ada", email="ada@example.com")
     executed_sql.clear()
     create(testapp, username="grace", email="grace@example.com")

@@ -37,6 +37,13 @@ class UTCDateTime(TypeDecorator):
                 value = value.replace(tzinfo=None)
         return value
 
+    def result_processor(self, dialect, coltype):
+        # PostgreSQL sessions run with TimeZone=UTC (``myservice.db.make_engine``), so
+        # values arrive as aware UTC datetimes already: a call per value would change nothing.
+        if dialect.name == "postgresql":
+            return None
+        return super().result_processor(dialect, coltype)
+
     def process_result_value(self, value, dialect):
         if value is not None:
             value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -184,7 +184,6 @@ def read_user(request):
     return user
 
 
-
 def find_user(request, *, for_update=False) -> User:
     """The user named in the URL, or 404. ``for_update`` locks its row until the transaction ends,
     so concurrent writers to one user take turns instead of failing and retrying."""

@@ -200,15 +200,17 @@ def test_a_failed_api_request_leaves_no_trace(client, engine):
     assert client.get(f"/users/{user_id}").json["full_name"] == ""
 
 
-def test_a_reading_request_ends_with_rollback_and_a_writing_one_with_commit(client, engine):
-    ends = []
-    event.listen(engine, "commit", lambda conn: ends.append("COMMIT"))
-    event.listen(engine, "rollback", lambda conn: ends.append("ROLLBACK"))
+def test_a_reading_request_sends_only_its_query_and_a_writing_one_a_whole_transaction(
+    client, engine
+):
+    sent = []
+    event.listen(engine, "before_cursor_execute", lambda *args: sent.append(args[2].split()[0]))
+    event.listen(engine, "commit", lambda conn: sent.append("COMMIT"))
     client.get("/users")
-    assert ends == ["ROLLBACK"]
-    ends.clear()
+    assert sent == ["SELECT"]  # no BEGIN and nothing to end: one round trip
+    sent.clear()
     client.post_json("/users", {"username": "ada", "email": "ada@example.com"}, status=201)
-    assert ends == ["COMMIT"]
+    assert sent == ["BEGIN", "INSERT", "COMMIT"]
 
 
 def test_raw_sql_writes_need_mark_changed_or_they_are_rolled_back(client, engine):

@@ -34,7 +34,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FULL = {"rounds": 3, "seconds": 8, "memory_requests": 100_000, "calls": 1000, "repetitions": 5}
 QUICK = {"rounds": 2, "seconds": 3, "memory_requests": 10_000, "calls": 200, "repetitions": 3}
 #: The longest the memory run may take, whatever the server's rate.
-MEMORY_MAX_SECONDS = {False: 360, True: 40}
+MEMORY_MAX_SECONDS = {False: 300, True: 40}
 
 
 def progress(message):

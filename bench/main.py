@@ -85,6 +85,7 @@ def main(argv=None):
 
 
 def benchmark(options, directory, notes):
+    load_at_start = os.getloadavg()[0]
     wrk_path = ensure_wrk(progress)
     root = options.postgres.rstrip("/")
     version = database.ensure_database(f"{root}/postgres", options.database)
@@ -103,7 +104,7 @@ def benchmark(options, directory, notes):
     database.trim(url, options.users)
     try:
         return measure(options, directory, notes, wrk_path, url, secret) | {
-            "machine": report.machine(version, PROJECT_ROOT)
+            "machine": report.machine(version, PROJECT_ROOT, load_at_start)
         }
     finally:
         removed = database.trim(url, options.users)

@@ -24,7 +24,7 @@ DEEP_MAX_RATIO = 1.2
 RSS_MAX_GROWTH = 0.10
 
 
-def machine(postgres_version, project_root):
+def machine(postgres_version, project_root, load_at_start):
     cpu = "unknown CPU"
     info = Path("/proc/cpuinfo")
     if info.exists():
@@ -43,6 +43,8 @@ def machine(postgres_version, project_root):
         "python": platform.python_version(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": commit or "unknown",
+        # 1-minute load averages: above the core count, something else shared the machine.
+        "load": [round(load_at_start, 1), round(os.getloadavg()[0], 1)],
     }
 
 
@@ -141,7 +143,8 @@ def tables(run):
     m, memory = run["machine"], run["memory"]
     lines = [
         f"Run {m['date']} ({run['mode']}, commit {m['commit']}): {m['cpu']}, {m['cores']} cores, "
-        f"{m['ram_gib']} GiB RAM, PostgreSQL {m['postgresql']}, Python {m['python']}; "
+        f"{m['ram_gib']} GiB RAM, PostgreSQL {m['postgresql']}, Python {m['python']}, "
+        f"load average {m['load'][0]} at start and {m['load'][1]} at the end; "
         f"{run['users']:,} users, the deep page is the one after id {run['users'] - 50:,}; "
         f"wrk -t4 -c16, {run['rounds']} rounds of {run['seconds']} s "
         "alternating the servers; medians over the rounds.",

@@ -23,6 +23,7 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import quote
 
 from bench import database, inprocess, report, served
 from bench.server import BenchError, free_port, migrate, running_server, write_ini
@@ -111,26 +112,30 @@ def benchmark(options, directory, notes):
         progress(f"deleted the {removed:,} users this run created")
 
 
-def measure(options, directory, notes, wrk_path, url, secret):
+def start_servers(stack, options, directory, found, secret):
+    """Start every variant's server (stopped when ``stack`` closes): wrk targets, pids."""
     after = options.users - 50
     deep = {
-        "myservice": f"/users?limit=50&cursor={database.deep_cursor(secret, after)}",
+        "myservice": f"/users?limit=50&cursor={quote(database.deep_cursor(secret, after))}",
         "baseline": f"/users?limit=50&after={after}",
     }
+    targets, pids = [], {}
+    for variant in found:
+        port = free_port()
+        edit = baseline_editor(variant.baseline_server) if variant.baseline_server else None
+        ini = write_ini(options.ini, directory, port, name=f"{variant.key}.ini", edit=edit)
+        progress(f"starting {variant.description} on port {port}")
+        server = stack.enter_context(running_server(ini, dict(os.environ), port, 60))
+        pids[variant.key] = server.pid
+        targets.append(served.Target(variant.key, f"http://127.0.0.1:{port}", deep[variant.app]))
+    return targets, pids
+
+
+def measure(options, directory, notes, wrk_path, url, secret):
     found = variants(notes.append)
     driver = served.Driver(wrk_path, directory, options.users)
     with ExitStack() as stack:
-        targets, pids = [], {}
-        for variant in found:
-            port = free_port()
-            edit = baseline_editor(variant.baseline_server) if variant.baseline_server else None
-            ini = write_ini(options.ini, directory, port, name=f"{variant.key}.ini", edit=edit)
-            progress(f"starting {variant.description} on port {port}")
-            server = stack.enter_context(running_server(ini, dict(os.environ), port, 60))
-            pids[variant.key] = server.pid
-            targets.append(
-                served.Target(variant.key, f"http://127.0.0.1:{port}", deep[variant.app])
-            )
+        targets, pids = start_servers(stack, options, directory, found, secret)
         results = driver.rounds(targets, options.rounds, options.seconds, progress)
         summaries = {
             key: {scenario: report.summary(runs) for scenario, runs in by_scenario.items()}

@@ -146,8 +146,8 @@ def tables(run):
         f"{m['ram_gib']} GiB RAM, PostgreSQL {m['postgresql']}, Python {m['python']}, "
         f"load average {m['load'][0]} at start and {m['load'][1]} at the end; "
         f"{run['users']:,} users, the deep page is the one after id {run['users'] - 50:,}; "
-        f"wrk -t4 -c16, {run['rounds']} rounds of {run['seconds']} s "
-        "alternating the servers; medians over the rounds.",
+        f"wrk -t4 -c16 for {run['seconds']} s per server and request in each of "
+        f"{run['rounds']} round(s), alternating the servers; medians over the rounds.",
         "",
         *served_lines(run["summaries"], run["variants"]),
         "",

@@ -16,8 +16,8 @@ test: $(VENV)/.installed-testing  ## the whole suite (SQLite, or TEST_DATABASE_U
 migrate: $(VENV)/.installed
 	$(BIN)/alembic -c $(INI) upgrade head
 
-bench: $(VENV)/.installed-testing  ## throughput and memory of a real server (see README)
-	$(BIN)/python -m bench
+bench: $(VENV)/.installed-bench  ## myservice against a bare baseline (see README); BENCH_ARGS=--quick
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache myservice.sqlite*
@@ -33,4 +33,8 @@ $(VENV)/.installed: $(VENV)/.created setup.py constraints.txt
 
 $(VENV)/.installed-testing: $(VENV)/.installed
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[testing]'
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
 	touch $@

@@ -17,6 +17,12 @@ requires = [
     "zope.sqlalchemy>=3.1",
 ]
 
+#: ``make bench`` only: the bare baseline's connection pool and JSON encoder.
+bench_require = [
+    "orjson>=3.10",
+    "psycopg-pool>=3.2",
+]
+
 tests_require = [
     "pytest>=8",
     "ruff",
@@ -34,7 +40,7 @@ setup(
     include_package_data=True,
     zip_safe=False,
     install_requires=requires,
-    extras_require={"testing": tests_require},
+    extras_require={"testing": tests_require, "bench": bench_require},
     entry_points={
         "paste.app_factory": ["main = myservice:main"],
     },

@@ -2,6 +2,6 @@
 
 import sys
 
-from bench.http_bench import main
+from bench.main import main
 
 sys.exit(main())

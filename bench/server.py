@@ -6,7 +6,6 @@ is always stopped.
 """
 
 import http.client
-import os
 import re
 import shutil
 import socket
@@ -42,20 +41,22 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def write_ini(source, directory, port):
+def write_ini(source, directory, port, *, name="bench.ini", edit=None):
     """A copy of ``source`` in ``directory`` that listens on ``port``.
 
     ``%(here)s`` is pinned to the source's directory, so alembic still finds its scripts.
+    ``edit``, when given, changes the text first (e.g. to serve another app).
     """
     if not source.is_file():
         raise BenchError(f"no {source}: run from a checkout, or name the ini file with --ini")
+    text = source.read_text(encoding="utf-8")
     text, replaced = re.subn(
-        r"(?m)^listen\s*=.*$", f"listen = 127.0.0.1:{port}", source.read_text(encoding="utf-8")
+        r"(?m)^listen\s*=.*$", f"listen = 127.0.0.1:{port}", edit(text) if edit else text
     )
     if replaced != 1:
         raise BenchError(f"{source} has no single 'listen = ...' line to replace")
     text = text.replace("%(here)s", str(source.resolve().parent).replace("%", "%%"))
-    ini = directory / "bench.ini"
+    ini = directory / name
     ini.write_text(text, encoding="utf-8")
     return ini
 
@@ -85,7 +86,7 @@ def migrate(ini, env):
 @contextmanager
 def running_server(ini, env, port, startup_seconds):
     """``pserve ini`` answering GET /health, terminated when the block ends, however it ends."""
-    log_path = ini.with_name("pserve.log")
+    log_path = ini.with_suffix(".log")
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [venv_command("pserve"), str(ini)],
@@ -155,37 +156,3 @@ def memory_kib(pid):
         return {}
     fields = dict(line.split(":", 1) for line in lines if ":" in line)
     return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM") if name in fields}
-
-
-@dataclass
-class CpuTimes:
-    """CPU seconds (user + system) of a whole process, and of its main thread alone."""
-
-    process: float
-    main_thread: float
-
-    def __sub__(self, other):
-        return CpuTimes(self.process - other.process, self.main_thread - other.main_thread)
-
-
-def cpu_times(pid):
-    """The CpuTimes of ``pid``, or None off Linux.
-
-    pserve runs waitress's event loop on the main thread and the app on worker threads, so the
-    main thread's share is what the event loop costs.
-    """
-    try:
-        return CpuTimes(
-            process=stat_cpu_seconds(Path(f"/proc/{pid}/stat")),
-            main_thread=stat_cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat")),
-        )
-    except OSError:
-        return None
-
-
-def stat_cpu_seconds(path):
-    fields = path.read_text().rpartition(")")[2].split()  # fields 3.. of proc(5)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-# -- the client ----------------------------------------------------------------------------

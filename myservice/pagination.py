@@ -63,6 +63,12 @@ def includeme(config):
         raise ConfigurationError(
             "no secret to sign cursors with: set MYSERVICE_SECRET (or myservice.secret)"
         )
-    config.registry["cursor_serializer"] = SignedSerializer(
-        secret, salt="myservice.cursor", hashalg="sha256"
-    )
+    config.registry["cursor_serializer"] = cursor_serializer(secret)
+
+
+def cursor_serializer(secret):
+    """The signer of page cursors: ``dumps({"after": id})`` mints one, ``loads`` checks one.
+
+    Public so that tools (the benchmark) mint the cursors the service accepts, with its secret.
+    """
+    return SignedSerializer(secret, salt="myservice.cursor", hashalg="sha256")

@@ -1,0 +1,69 @@
+"""The benchmark's own PostgreSQL database: created when missing, migrated, seeded once.
+
+Users 1..N are seeded by one ``INSERT ... SELECT FROM generate_series`` (usernames ``userN``,
+emails ``userN@example.com``, version 1) and kept across runs; a run deletes whatever it
+created (ids above N) when it ends, and at its start in case an earlier run was killed.
+"""
+
+import time
+
+import psycopg
+from psycopg import sql
+
+from bench.server import BenchError
+from myservice.pagination import cursor_serializer
+
+#: Databases this tool never creates, seeds or trims: the test suites' own.
+FORBIDDEN_PREFIXES = ("test",)
+
+
+def ensure_database(admin_url, name):
+    """Create database ``name`` through ``admin_url`` (the ``postgres`` database) if missing."""
+    if name.startswith(FORBIDDEN_PREFIXES) or name in ("postgres", "template0", "template1"):
+        raise BenchError(f"refusing to benchmark in database {name!r}: pick another --database")
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as connection:
+            exists = connection.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+            if not exists:
+                connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            return connection.execute("SHOW server_version").fetchone()[0]
+    except psycopg.Error as error:
+        raise BenchError(f"cannot reach PostgreSQL at {admin_url}: {error}") from error
+
+
+def seed(url, users, progress):
+    """Make the users table hold exactly ids 1..``users``; returns the seconds spent."""
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("DELETE FROM users WHERE id > %s", (users,))
+        count, top = connection.execute(
+            "SELECT count(*), coalesce(max(id), 0) FROM users"
+        ).fetchone()
+        if count == users:
+            return 0.0
+        if count != top:  # holes: start again
+            connection.execute("TRUNCATE users")
+            top = 0
+        progress(f"seeding users {top + 1:,}..{users:,} (once; later runs reuse them)")
+        connection.execute(
+            "INSERT INTO users (id, username, email, full_name, created_at, updated_at, version) "
+            "SELECT g, 'user' || g, 'user' || g || '@example.com', 'Bench User ' || g, "
+            "now(), now(), 1 FROM generate_series(%s::bigint, %s::bigint) AS g",
+            (top + 1, users),
+        )
+        connection.execute("SELECT setval(pg_get_serial_sequence('users', 'id'), %s)", (users,))
+        connection.execute("VACUUM ANALYZE users")
+    return time.perf_counter() - started
+
+
+def trim(url, users):
+    """Delete the users a run created (every id above the seeded ones); returns how many."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        return connection.execute("DELETE FROM users WHERE id > %s", (users,)).rowcount
+
+
+def deep_cursor(secret, after):
+    """The cursor myservice issues for the page after id ``after``, signed with ``secret``."""
+    return cursor_serializer(secret).dumps({"after": after}).decode()

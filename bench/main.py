@@ -1,0 +1,191 @@
+"""myservice-bench: is myservice fast? Side by side with a bare baseline, on PostgreSQL.
+
+1. Setup: wrk (apt-get when missing), the benchmark's own database (created when missing,
+   ``alembic upgrade head``, 1,000,000 users seeded once and reused), a fresh cursor secret.
+2. Served: myservice (production.ini as shipped) and the baseline (``bench/baseline.py`` on the
+   same ``[server:main]``, on stock waitress and on ``egg:myservice`` when installed) run side
+   by side; wrk -t4 -c16 drives GET one user, POST a user, GET a page of 50 and GET the page
+   after id N-50, alternating the servers over several rounds (``bench/served.py``).
+3. Memory: GET one user on myservice until 100,000 requests were served, RSS before and after.
+4. In process: CPU per request of both apps without a server (``bench/inprocess.py``).
+5. Report: a table on stdout, ``bench/results/<time>.json``, and docs/performance.md between
+   its markers. The users the run created are deleted at the end.
+
+Exit status: 0, 1 when any request got an unexpected answer or a socket error, 2 when the
+setup (or wrk) failed.
+"""
+
+import argparse
+import os
+import secrets
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from urllib.parse import quote
+
+from bench import database, inprocess, report, served
+from bench.server import BenchError, free_port, migrate, running_server, write_ini
+from bench.variants import baseline_editor, variants
+from bench.wrk import ensure_wrk
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+FULL = {"rounds": 3, "seconds": 8, "memory_requests": 100_000, "calls": 1000, "repetitions": 5}
+QUICK = {"rounds": 2, "seconds": 3, "memory_requests": 10_000, "calls": 200, "repetitions": 3}
+#: The longest the memory run may take, whatever the server's rate.
+MEMORY_MAX_SECONDS = {False: 300, True: 40}
+
+
+def progress(message):
+    print(f"... {message}", file=sys.stderr, flush=True)
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short rounds, for development")
+    parser.add_argument("--rounds", type=int, help="rounds per server and request (3; quick 2)")
+    parser.add_argument("--seconds", type=int, help="seconds of each wrk run (8; quick 3)")
+    parser.add_argument("--memory-requests", type=int, help="requests of the memory run (100k)")
+    parser.add_argument("--calls", type=int, help="in-process calls per repetition (1000)")
+    parser.add_argument("--repetitions", type=int, help="in-process repetitions (5)")
+    parser.add_argument("--users", type=int, default=1_000_000, help="seeded users (1,000,000)")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432"),
+        help="the PostgreSQL server, without a database name ($BENCH_POSTGRES_URL)",
+    )
+    parser.add_argument("--database", default="myservice_bench", help="its database (created)")
+    parser.add_argument("--ini", type=Path, default=PROJECT_ROOT / "production.ini")
+    parser.add_argument("--no-docs", action="store_true", help="leave docs/performance.md")
+    options = parser.parse_args(argv)
+    for name, value in (QUICK if options.quick else FULL).items():
+        if getattr(options, name) is None:
+            setattr(options, name, value)
+    return options
+
+
+def main(argv=None):
+    options = parse_arguments(argv)
+    started = time.monotonic()
+    notes = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="myservice-bench-") as directory:
+            run = benchmark(options, Path(directory), notes)
+    except BenchError as error:
+        print(f"myservice-bench: {error}", file=sys.stderr)
+        return 2
+    lines = report.tables(run)
+    print("\n".join(lines))
+    path = report.write_json(run, PROJECT_ROOT / "bench" / "results")
+    if not options.no_docs:
+        report.write_doc(lines, PROJECT_ROOT / "docs" / "performance.md")
+    print(f"\nraw results: {path.relative_to(PROJECT_ROOT)}; {time.monotonic() - started:.0f} s")
+    return 1 if run["failed"] else 0
+
+
+def benchmark(options, directory, notes):
+    load_at_start = os.getloadavg()[0]
+    wrk_path = ensure_wrk(progress)
+    root = options.postgres.rstrip("/")
+    version = database.ensure_database(f"{root}/postgres", options.database)
+    url = f"{root}/{options.database}"
+    secret = secrets.token_urlsafe(32)
+    os.environ.update(
+        DATABASE_URL=url.replace("postgresql://", "postgresql+psycopg://", 1),
+        MYSERVICE_SECRET=secret,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    progress(f"database {options.database}: alembic upgrade head")
+    migrate(write_ini(options.ini, directory, free_port(), name="migrate.ini"), dict(os.environ))
+    seconds = database.seed(url, options.users, progress)
+    if seconds:
+        notes.append(f"seeded {options.users:,} users in {seconds:.0f} s")
+    database.trim(url, options.users)
+    try:
+        return measure(options, directory, notes, wrk_path, url, secret) | {
+            "machine": report.machine(version, PROJECT_ROOT, load_at_start)
+        }
+    finally:
+        removed = database.trim(url, options.users)
+        progress(f"deleted the {removed:,} users this run created")
+
+
+def start_servers(stack, options, directory, found, secret):
+    """Start every variant's server (stopped when ``stack`` closes): wrk targets, pids."""
+    after = options.users - 50
+    deep = {
+        "myservice": f"/users?limit=50&cursor={quote(database.deep_cursor(secret, after))}",
+        "baseline": f"/users?limit=50&after={after}",
+    }
+    targets, pids = [], {}
+    for variant in found:
+        port = free_port()
+        edit = baseline_editor(variant.baseline_server) if variant.baseline_server else None
+        ini = write_ini(options.ini, directory, port, name=f"{variant.key}.ini", edit=edit)
+        progress(f"starting {variant.description} on port {port}")
+        server = stack.enter_context(running_server(ini, dict(os.environ), port, 60))
+        pids[variant.key] = server.pid
+        targets.append(served.Target(variant.key, f"http://127.0.0.1:{port}", deep[variant.app]))
+    return targets, pids
+
+
+def measure(options, directory, notes, wrk_path, url, secret):
+    found = variants(notes.append)
+    driver = served.Driver(wrk_path, directory, options.users)
+    with ExitStack() as stack:
+        targets, pids = start_servers(stack, options, directory, found, secret)
+        results = driver.rounds(targets, options.rounds, options.seconds, progress)
+        summaries = {
+            key: {scenario: report.summary(runs) for scenario, runs in by_scenario.items()}
+            for key, by_scenario in results.items()
+        }
+        memory = driver.memory(
+            targets[0],
+            pids["myservice"],
+            options.memory_requests,
+            summaries["myservice"]["get"]["rps"],
+            MEMORY_MAX_SECONDS[options.quick],
+            progress,
+        )
+    timings = inprocess.run(
+        options.ini, url, options.users, options.calls, options.repetitions, progress
+    )
+    failed = describe_failures(summaries, memory, timings, notes)
+    return {
+        "mode": "quick" if options.quick else "full",
+        "users": options.users,
+        "rounds": options.rounds,
+        "seconds": options.seconds,
+        "calls": options.calls,
+        "repetitions": options.repetitions,
+        "variants": found,
+        "results": results,
+        "summaries": summaries,
+        "memory": memory,
+        "timings": timings,
+        "targets": report.target_rows(summaries, found, timings, memory),
+        "notes": notes,
+        "failed": failed,
+    }
+
+
+def describe_failures(summaries, memory, timings, notes):
+    """Notes for every unexpected answer; whether there was any."""
+    failures = [
+        f"{count} unexpected answers or socket errors: {key} {scenario}"
+        for key, by_scenario in summaries.items()
+        for scenario, row in by_scenario.items()
+        if (count := row["errors"])
+    ]
+    if memory.errors:
+        failures.append(f"memory run errors: {memory.errors}")
+    failures.extend(
+        f"in process {name} {kind}: unexpected statuses {timing.unexpected}"
+        for kind, pair in timings.items()
+        for name, timing in pair.items()
+        if timing.unexpected
+    )
+    notes.extend(f"FAILED: {failure}" for failure in failures)
+    return bool(failures)

@@ -1,0 +1,199 @@
+"""The report: one Markdown table set for stdout and docs/performance.md, and the raw JSON."""
+
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.served import SCENARIOS
+from bench.variants import SPIN_FREE_KEY
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+DOC_HEADING = "# Performance\n\nThe latest `make bench` table (written by the benchmark):\n\n"
+
+#: The targets: myservice's served req/s against each baseline, in-process CPU against the
+#: baseline's, the deep page's req/s against the first page's, RSS growth over the long run.
+SERVED_MIN_RATIO = 0.5
+CPU_MAX_RATIO = 2.5
+DEEP_MAX_RATIO = 1.2
+RSS_MAX_GROWTH = 0.10
+
+
+def machine(postgres_version, project_root, load_at_start):
+    cpu = "unknown CPU"
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        found = re.search(r"(?m)^model name\s*:\s*(.+)$", info.read_text())
+        cpu = found[1].strip() if found else cpu
+    meminfo = Path("/proc/meminfo")
+    ram = re.search(r"MemTotal:\s*(\d+)", meminfo.read_text()) if meminfo.exists() else None
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=project_root, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gib": round(int(ram[1]) / 1024**2, 1) if ram else None,
+        "postgresql": postgres_version,
+        "python": platform.python_version(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit or "unknown",
+        # 1-minute load averages: above the core count, something else shared the machine.
+        "load": [round(load_at_start, 1), round(os.getloadavg()[0], 1)],
+    }
+
+
+def summary(results):
+    """Median req/s, p50 and p99 over the rounds; errors and requests summed."""
+    return {
+        "rps": statistics.median(r.rps for r in results),
+        "p50_ms": statistics.median(r.p50_ms for r in results),
+        "p99_ms": statistics.median(r.p99_ms for r in results),
+        "errors": sum(r.error_count for r in results),
+        "requests": sum(r.requests for r in results),
+    }
+
+
+def ratio(top, bottom):
+    return top / bottom if bottom else float("nan")
+
+
+def verdict(met):
+    return "not checked" if met is None else "yes" if met else "**NO**"
+
+
+def served_lines(summaries, variants):
+    lines = [
+        "| request | served by | req/s | p50 ms | p99 ms | errors | requests | myservice / this |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for scenario, title in SCENARIOS.items():
+        ours = summaries["myservice"][scenario]["rps"]
+        for variant in variants:
+            row = summaries[variant.key][scenario]
+            versus = "" if variant.app == "myservice" else f"{ratio(ours, row['rps']):.2f}x"
+            lines.append(
+                f"| {title} | {variant.key} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | "
+                f"{row['p99_ms']:.2f} | {row['errors']} | {row['requests']:,} | {versus} |"
+            )
+    return lines
+
+
+def inprocess_lines(timings):
+    lines = [
+        "| request | myservice CPU ms | baseline CPU ms | ratio | myservice wall ms "
+        "| baseline wall ms |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for kind, pair in timings.items():
+        ours, base = pair["myservice"], pair["baseline"]
+        lines.append(
+            f"| {SCENARIOS[kind]} | {ours.cpu_ms:.3f} | {base.cpu_ms:.3f} | "
+            f"{ratio(ours.cpu_ms, base.cpu_ms):.2f}x | {ours.wall_ms:.3f} | {base.wall_ms:.3f} |"
+        )
+    return lines
+
+
+def target_rows(summaries, variants, timings, memory):
+    """(target, measured, met) for every target the run can check."""
+    rows = []
+    ours = summaries["myservice"]
+    for variant in (v for v in variants if v.app == "baseline"):
+        for scenario in ("get", "post", "page"):
+            served = ratio(ours[scenario]["rps"], summaries[variant.key][scenario]["rps"])
+            rows.append((
+                f"served {SCENARIOS[scenario]}: myservice >= {SERVED_MIN_RATIO}x {variant.key}",
+                f"{served:.2f}x",
+                served >= SERVED_MIN_RATIO,
+            ))  # fmt: skip
+    if not any(variant.key == SPIN_FREE_KEY for variant in variants):
+        rows.append((
+            f"served GET, POST, list: myservice >= {SERVED_MIN_RATIO}x {SPIN_FREE_KEY}",
+            "no such server",
+            None,
+        ))  # fmt: skip
+    for kind, pair in timings.items():
+        cpu = ratio(pair["myservice"].cpu_ms, pair["baseline"].cpu_ms)
+        rows.append((
+            f"in process {SCENARIOS[kind]}: CPU/request <= {CPU_MAX_RATIO}x baseline",
+            f"{cpu:.2f}x",
+            cpu <= CPU_MAX_RATIO,
+        ))  # fmt: skip
+    deep = ratio(ours["page"]["rps"], ours["deep"]["rps"])
+    rows.append((
+        f"deep page: first page req/s / deep page req/s <= {DEEP_MAX_RATIO}",
+        f"{deep:.2f}x",
+        deep <= DEEP_MAX_RATIO,
+    ))  # fmt: skip
+    rows.append((
+        f"RSS growth < {RSS_MAX_GROWTH:.0%} over 100k requests ({memory.requests:,} served)",
+        f"{memory.growth:+.1%}",
+        memory.growth < RSS_MAX_GROWTH if memory.requests >= 100_000 else None,
+    ))  # fmt: skip
+    return rows
+
+
+def tables(run):
+    """The whole report as Markdown lines."""
+    m, memory = run["machine"], run["memory"]
+    lines = [
+        f"Run {m['date']} ({run['mode']}, commit {m['commit']}): {m['cpu']}, {m['cores']} cores, "
+        f"{m['ram_gib']} GiB RAM, PostgreSQL {m['postgresql']}, Python {m['python']}, "
+        f"load average {m['load'][0]} at start and {m['load'][1]} at the end; "
+        f"{run['users']:,} users, the deep page is the one after id {run['users'] - 50:,}; "
+        f"wrk -t4 -c16 for {run['seconds']} s per server and request in each of "
+        f"{run['rounds']} round(s), alternating the servers; medians over the rounds.",
+        "",
+        *served_lines(run["summaries"], run["variants"]),
+        "",
+        f"In process (no server): median of {run['repetitions']} x {run['calls']} calls.",
+        "",
+        *inprocess_lines(run["timings"]),
+        "",
+        f"Memory of the myservice server over {memory.requests:,} GET one user "
+        f"({memory.seconds:.0f} s): RSS {memory.samples[0][1] / 1024:.1f} MiB after warm-up, "
+        f"{memory.samples[-1][1] / 1024:.1f} MiB at the end ({memory.growth:+.1%}), "
+        f"peak {memory.peak_kib / 1024:.1f} MiB.",
+        "",
+        "| target | measured | met |",
+        "|---|--:|---|",
+        *(f"| {name} | {value} | {verdict(met)} |" for name, value, met in run["targets"]),
+    ]
+    lines.extend(f"\nNote: {note}" for note in run["notes"])
+    return lines
+
+
+def plain(value):
+    if is_dataclass(value):
+        return plain(asdict(value))
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+def write_json(run, directory):
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = directory / f"{stamp}.json"
+    raw = {key: value for key, value in run.items() if key != "variants"}
+    raw["variants"] = [asdict(variant) for variant in run["variants"]]
+    path.write_text(json.dumps(plain(raw), indent=1) + "\n")
+    return path
+
+
+def write_doc(lines, path):
+    """Put ``lines`` between the markers of ``path`` (made if missing); the rest is kept."""
+    text = path.read_text(encoding="utf-8") if path.exists() else DOC_HEADING + f"{START}\n{END}\n"
+    if START not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(head + START + "\n" + "\n".join(lines) + "\n" + END + tail, encoding="utf-8")

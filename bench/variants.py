@@ -1,0 +1,89 @@
+"""What is served: myservice from production.ini as shipped, and the baseline on each server.
+
+Every variant is production.ini with its ``listen`` line pointed at a free local port; the
+baseline's only changes are its ``[app:main]`` (``bench.baseline``, a pool as large as the
+server's thread count) and, for "spin removed", the server runner of ``[server:main]``.
+"""
+
+import configparser
+import re
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from bench.server import BenchError
+
+#: The server runner that removes waitress's main-loop spin, once myservice ships one.
+SPIN_FREE_USE = "egg:myservice"
+SPIN_FREE_KEY = "base-nospin"
+
+
+@dataclass(frozen=True)
+class Variant:
+    key: str  # short name in tables and JSON
+    description: str
+    app: str  # "myservice" or "baseline": which URLs (cursor or after=) it is driven with
+    baseline_server: str | None = None  # None: production.ini unchanged; else a `use = ...`
+
+
+def spin_free_available():
+    """Whether the installed myservice offers a ``paste.server_runner`` (``egg:myservice``)."""
+    return any(
+        point.dist is not None and point.dist.name == "myservice"
+        for point in entry_points(group="paste.server_runner")
+    )
+
+
+def variants(note):
+    """myservice, the baseline on stock waitress, and on ``egg:myservice`` when it exists."""
+    found = [
+        Variant("myservice", "myservice, production.ini as shipped", "myservice"),
+        Variant(
+            "base-stock", "baseline on stock egg:waitress#main", "baseline", "egg:waitress#main"
+        ),
+    ]
+    if spin_free_available():
+        found.append(
+            Variant(
+                SPIN_FREE_KEY,
+                f"baseline on {SPIN_FREE_USE} (spin removed)",
+                "baseline",
+                SPIN_FREE_USE,
+            )
+        )
+    else:
+        note(
+            f"baseline on {SPIN_FREE_USE} (spin removed): not available, the installed "
+            "myservice has no paste.server_runner entry point"
+        )
+    return found
+
+
+def section(text, name):
+    """The span of ``[name]``'s body in ``text`` (from after its header to the next section)."""
+    match = re.search(rf"(?ms)^\[{re.escape(name)}\][^\n]*\n(.*?)(?=^\[|\Z)", text)
+    if match is None:
+        raise BenchError(f"the ini file has no [{name}] section")
+    return match.span(1)
+
+
+def server_threads(text):
+    parser = configparser.ConfigParser(defaults={"here": "."})
+    parser.read_string(text)
+    return parser.get("server:main", "threads", fallback="4")
+
+
+def baseline_editor(use):
+    """An edit of production.ini's text that serves the baseline with ``use`` as its server."""
+
+    def edit(text):
+        threads = server_threads(text)
+        start, end = section(text, "server:main")
+        server, replaced = re.subn(r"(?m)^use\s*=.*$", f"use = {use}", text[start:end])
+        if replaced != 1:
+            raise BenchError("[server:main] has no single 'use = ...' line to replace")
+        text = text[:start] + server + text[end:]
+        start, end = section(text, "app:main")
+        app = f"use = call:bench.baseline:app_factory\npool_size = {threads}\n\n"
+        return text[:start] + app + text[end:]
+
+    return edit

@@ -42,18 +42,19 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def write_ini(source, directory, port):
+def write_ini(source, directory, port, overrides=None):
     """A copy of ``source`` in ``directory`` that listens on ``port``.
 
+    ``overrides`` maps setting names to values for lines the source already has (one each).
     ``%(here)s`` is pinned to the source's directory, so alembic still finds its scripts.
     """
     if not source.is_file():
         raise BenchError(f"no {source}: run from a checkout, or name the ini file with --ini")
-    text, replaced = re.subn(
-        r"(?m)^listen\s*=.*$", f"listen = 127.0.0.1:{port}", source.read_text(encoding="utf-8")
-    )
-    if replaced != 1:
-        raise BenchError(f"{source} has no single 'listen = ...' line to replace")
+    text = source.read_text(encoding="utf-8")
+    for name, value in {"listen": f"127.0.0.1:{port}", **(overrides or {})}.items():
+        text, replaced = re.subn(rf"(?m)^{re.escape(name)}\s*=.*$", f"{name} = {value}", text)
+        if replaced != 1:
+            raise BenchError(f"{source} has no single '{name} = ...' line to replace")
     text = text.replace("%(here)s", str(source.resolve().parent).replace("%", "%%"))
     ini = directory / "bench.ini"
     ini.write_text(text, encoding="utf-8")

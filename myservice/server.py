@@ -26,9 +26,8 @@ from .problems import PROBLEM_JSON, problem_document
 from .requestid import echoed_or_new
 from .validation import too_large
 
-#: What the client is told, by status; waitress's own text is kept for a 400 (what is malformed).
+#: What the client is told, by status; a 413 names the limit, a 400 what is malformed.
 DETAILS = {
-    413: None,  # names the limit: see ProblemTask.detail
     431: "the request line and headers are too large",
     500: "the server failed to answer this request",
     501: "the only transfer coding accepted is chunked",

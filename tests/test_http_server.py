@@ -150,9 +150,33 @@ def test_a_refused_body_is_not_invited_with_100_continue(server):
     with connect(server) as sock:
         sock.sendall(head("POST", "/users", *TOO_LARGE, "Expect: 100-continue"))
 
-        status, headers, body = read_reply(sock, "POST")  # the first answer
+        first_line = sock.recv(13, socket.MSG_PEEK | socket.MSG_WAITALL)
+        status, headers, body = read_reply(sock, "POST")
 
+        assert first_line == b"HTTP/1.1 413 "  # not 100 Continue
         assert_server_problem(status, headers, body, 413)
+
+
+def test_a_body_within_the_limit_is_invited_with_100_continue(server):
+    body = user_body(LIMIT)
+    continue_line = b"HTTP/1.1 100 Continue\r\n\r\n"
+    with connect(server) as sock:
+        sock.sendall(
+            head(
+                "POST",
+                "/users",
+                "Content-Type: application/json",
+                f"Content-Length: {len(body)}",
+                "Expect: 100-continue",
+            )
+        )
+        invitation = sock.recv(len(continue_line), socket.MSG_WAITALL)
+        sock.sendall(body)
+
+        status, _, reply = read_reply(sock, "POST")
+
+        assert invitation == continue_line
+        assert status == 201, reply
 
 
 def test_a_bare_wsgi_app_gets_waitress_default_body_limit(bare):

@@ -43,5 +43,6 @@ setup(
     extras_require={"testing": tests_require, "bench": bench_require},
     entry_points={
         "paste.app_factory": ["main = myservice:main"],
+        "paste.server_runner": ["main = myservice.server:serve"],
     },
 )

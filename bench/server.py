@@ -41,20 +41,21 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def write_ini(source, directory, port, *, name="bench.ini", edit=None):
+def write_ini(source, directory, port, overrides=None, *, name="bench.ini", edit=None):
     """A copy of ``source`` in ``directory`` that listens on ``port``.
 
+    ``overrides`` maps setting names to values for lines the source already has (one each).
     ``%(here)s`` is pinned to the source's directory, so alembic still finds its scripts.
     ``edit``, when given, changes the text first (e.g. to serve another app).
     """
     if not source.is_file():
         raise BenchError(f"no {source}: run from a checkout, or name the ini file with --ini")
     text = source.read_text(encoding="utf-8")
-    text, replaced = re.subn(
-        r"(?m)^listen\s*=.*$", f"listen = 127.0.0.1:{port}", edit(text) if edit else text
-    )
-    if replaced != 1:
-        raise BenchError(f"{source} has no single 'listen = ...' line to replace")
+    text = edit(text) if edit else text
+    for setting, value in {"listen": f"127.0.0.1:{port}", **(overrides or {})}.items():
+        text, replaced = re.subn(rf"(?m)^{re.escape(setting)}\s*=.*$", f"{setting} = {value}", text)
+        if replaced != 1:
+            raise BenchError(f"{source} has no single '{setting} = ...' line to replace")
     text = text.replace("%(here)s", str(source.resolve().parent).replace("%", "%%"))
     ini = directory / name
     ini.write_text(text, encoding="utf-8")

@@ -56,14 +56,25 @@ class InvalidQuery(HTTPBadRequest):
         self.errors = errors
 
 
-def problem(status, detail=None, headers=None, **members):
-    """A problem document response: type, title and status, then detail and any extra members."""
+def problem_document(status, detail=None, **members):
+    """The JSON bytes of a problem document: type, title and status, then detail and members.
+
+    Shared by the app's error views and by the server's own answers (``myservice.server``).
+    """
     body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status}
     if detail:
         body["detail"] = detail
     body.update(members)
+    return pydantic_core.to_json(body)
+
+
+def problem(status, detail=None, headers=None, **members):
+    """A problem document response (see ``problem_document``) with any extra headers."""
     response = Response(
-        body=pydantic_core.to_json(body), status=status, content_type=PROBLEM_JSON, charset=None
+        body=problem_document(status, detail, **members),
+        status=status,
+        content_type=PROBLEM_JSON,
+        charset=None,
     )
     if headers:
         response.headers.update(headers)

@@ -24,10 +24,13 @@ def request_id(request):
     environ = request.environ
     value = environ.get(ENVIRON_KEY)
     if value is None:
-        given = environ.get("HTTP_X_REQUEST_ID", "")
-        value = given if VALID_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        environ[ENVIRON_KEY] = value
+        value = environ[ENVIRON_KEY] = echoed_or_new(environ.get("HTTP_X_REQUEST_ID", ""))
     return value
+
+
+def echoed_or_new(given):
+    """``given`` when it is a well-formed request id, else a fresh one (also used by the server)."""
+    return given if VALID_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
 def request_id_tween_factory(handler, registry):

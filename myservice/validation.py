@@ -53,6 +53,11 @@ def max_body_bytes(request):
     return request.registry.settings["myservice.max_body_bytes"]
 
 
+def too_large(limit):
+    """The detail of a 413, from the app or from the server (``myservice.server``)."""
+    return f"the body is larger than {limit} bytes"
+
+
 def retry_attempts(request):
     """pyramid_retry's ``retry.activate_hook``: one attempt for a body we will refuse as too large.
 
@@ -69,7 +74,7 @@ def json_body(request, media_types=JSON):
     """The request body as JSON, after the size, media type and syntax checks (413/415/400)."""
     limit = max_body_bytes(request)
     if request.content_length is not None and request.content_length > limit:
-        raise HTTPRequestEntityTooLarge(f"the body is larger than {limit} bytes")
+        raise HTTPRequestEntityTooLarge(too_large(limit))
     media_type, _, parameters = request.headers.get("Content-Type", "").partition(";")
     if media_type.strip().lower() not in media_types:
         raise HTTPUnsupportedMediaType(f"send the body as {' or '.join(sorted(media_types))}")
@@ -79,7 +84,7 @@ def json_body(request, media_types=JSON):
             raise HTTPUnsupportedMediaType("the only charset accepted is utf-8")
     body = request.body  # bounded by the check above; rewound, so a retry can read it again
     if len(body) > limit:
-        raise HTTPRequestEntityTooLarge(f"the body is larger than {limit} bytes")
+        raise HTTPRequestEntityTooLarge(too_large(limit))
     try:
         return pydantic_core.from_json(body, allow_inf_nan=False)
     except ValueError as error:

@@ -18,7 +18,10 @@ import pytest
 
 from bench.server import BenchError, free_port, write_ini
 from bench.server import running_server as bench_server
-from tests.conftest import DEVELOPMENT_INI
+from tests.conftest import DEVELOPMENT_INI, ROOT
+
+#: bench/bare_app.py (a WSGI app without Pyramid) served by myservice.server.
+BARE_INI = ROOT / "bench" / "bare.ini"
 
 #: Seconds the server gets to answer GET /health after it is started.
 STARTUP_DEADLINE = 20
@@ -48,15 +51,30 @@ class Server:
 
 
 @contextmanager
-def running_server(directory, database_url):
+def running_server(directory, database_url, overrides=None):
     """``pserve`` of development.ini on a free port of 127.0.0.1, until the block ends.
 
-    The benchmark's launcher: only the ``listen`` line of the ini differs, the log goes to a
-    file, GET /health must answer within the deadline, and the server is always stopped.
+    The benchmark's launcher: only the ``listen`` line of the ini differs (and the lines named
+    in ``overrides``), the log goes to a file, GET /health must answer within the deadline, and
+    the server is always stopped.
     """
-    port = free_port()
-    ini = write_ini(DEVELOPMENT_INI, directory, port)
     env = {**os.environ, "DATABASE_URL": database_url}
+    with _pserve(DEVELOPMENT_INI, directory, env, overrides) as server:
+        yield server
+
+
+@contextmanager
+def running_bare_server(directory):
+    """``pserve`` of bench/bare.ini (no Pyramid, no database) on a free port, like the above."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # pserve runs in ``directory``
+    with _pserve(BARE_INI, directory, env) as server:
+        yield server
+
+
+@contextmanager
+def _pserve(source, directory, env, overrides=None):
+    port = free_port()
+    ini = write_ini(source, directory, port, overrides)
     try:
         with bench_server(ini, env, port, STARTUP_DEADLINE) as started:
             yield Server("127.0.0.1", port, started.log_path)
@@ -78,10 +96,10 @@ class Reply:
 
 
 def call(server, method, path, body=None, headers=(), timeout=CLIENT_TIMEOUT):
-    """One request on a new connection; ``body`` is sent as JSON."""
+    """One request on a new connection; ``body`` is sent as JSON (bytes: as they are)."""
     headers = dict(headers)
     if body is not None:
-        body = json.dumps(body).encode()
+        body = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
     connection = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
     try:

@@ -1,0 +1,142 @@
+"""The server: waitress and four small changes, as a ``paste.server_runner`` (egg:myservice).
+
+``[server:main]`` takes waitress's own options (listen, threads, trusted_proxy...). Over stock
+waitress 3.0.2 this runner:
+
+- stops the main loop from spinning while a task thread writes a response (``Channel``);
+- refuses a body over the app's ``myservice.max_body_bytes`` while it arrives, before the app
+  sees it (``max_request_body_size``), and never invites such a body with 100 Continue
+  (``Parser``);
+- answers everything it refuses itself with an RFC 9457 problem document that carries an
+  X-Request-ID (``ProblemTask``);
+- keeps the connection open after a 204 or a 304 (``KeepAliveTask``).
+
+It serves any WSGI app: without a Pyramid registry the body limit is waitress's own.
+See docs/waitress-upstream.md for the two waitress behaviours fixed here.
+"""
+
+from http import HTTPStatus
+
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.server import BaseWSGIServer, create_server
+from waitress.task import ErrorTask, WSGITask
+
+from .problems import PROBLEM_JSON, problem_document
+from .requestid import echoed_or_new
+from .validation import too_large
+
+#: What the client is told, by status; a 413 names the limit, a 400 what is malformed.
+DETAILS = {
+    431: "the request line and headers are too large",
+    500: "the server failed to answer this request",
+    501: "the only transfer coding accepted is chunked",
+}
+
+
+class ProblemTask(ErrorTask):
+    """waitress's answer to a request it refuses, as a problem document with an X-Request-ID."""
+
+    def execute(self):
+        code = self.request.error.code
+        body = problem_document(code, self.detail(code))
+        self.status = f"{code} {HTTPStatus(code).phrase}"
+        request_id = echoed_or_new(self.request.headers.get("X_REQUEST_ID", ""))
+        self.response_headers += [("Content-Type", PROBLEM_JSON), ("X-Request-ID", request_id)]
+        self.set_close_on_finish()  # the rest of the stream cannot be trusted: close, as waitress
+        self.content_length = len(body)
+        self.write(body)
+
+    def detail(self, code):
+        if code == 413:  # waitress refuses a body of max_request_body_size bytes or more
+            return too_large(self.channel.adj.max_request_body_size - 1)
+        if code in DETAILS:
+            return DETAILS[code]
+        # waitress's 400 texts are fixed phrases, some followed by the quoted bad input: keep
+        # the phrase only ("Invalid header", "Invalid chunk size", "Malformed HTTP method").
+        phrase = self.request.error.body.split('"')[0].strip().rstrip(".")
+        return f"the request is malformed: {phrase[:1].lower()}{phrase[1:]}"
+
+
+class KeepAliveTask(WSGITask):
+    """Keeps the connection open after a 204 or a 304 to an HTTP/1.1 request.
+
+    waitress's ``build_response_header`` closes every response without a Content-Length, even
+    one whose status forbids a body (so it needs no length to be framed). The base method asks
+    for a close only ``if not self.close_on_finish``: setting that flag around the call skips
+    exactly that rule, while ``Connection: close`` from the client still closes.
+    """
+
+    def build_response_header(self):
+        bodiless = self.status[:3] in ("204", "304") and self.version == "1.1"
+        if not bodiless or self.close_on_finish:
+            return super().build_response_header()
+        self.close_on_finish = True
+        try:
+            return super().build_response_header()
+        finally:
+            self.close_on_finish = self.request.headers.get("CONNECTION", "").lower() == "close"
+
+
+class Parser(HTTPRequestParser):
+    """Never sends 100 Continue for a request already refused (e.g. a Content-Length too large).
+
+    waitress's ``HTTPChannel.received`` sends 100 Continue whenever the headers are in and the
+    client expects it, and ``send_continue`` then marks the refused request incomplete, so
+    waitress would read the body up to the limit before it answers 413.
+    """
+
+    def received(self, data):
+        consumed = super().received(data)
+        if self.error is not None:
+            self.expect_continue = False
+        return consumed
+
+
+class Channel(HTTPChannel):
+    """A connection whose socket the main loop polls for writing only when it can write."""
+
+    error_task_class = ProblemTask
+    task_class = KeepAliveTask
+    parser_class = Parser
+
+    def writable(self):
+        """False while a task thread holds the output lock and the output is below the watermark.
+
+        waitress's ``writable`` is true whenever output is pending; while a task thread holds
+        ``outbuf_lock`` (in ``write_soon``), ``handle_write`` cannot take it
+        (``_flush_some_if_lockable``), so ``select`` returns at once and the main loop spins,
+        holding the GIL the task needs. Nothing is lost by waiting: the task flushes what it
+        writes itself (``write_soon``), and it pulls the trigger when it ends (``service``).
+        Above ``outbuf_high_watermark`` the task waits for the main loop to drain the output
+        (``_flush_outbufs_below_high_watermark``, which releases the lock), so it stays true.
+        """
+        if self.will_close or not self.requests or not self.total_outbufs_len:
+            return super().writable()
+        if self.total_outbufs_len >= self.adj.outbuf_high_watermark:
+            return True
+        if not self.outbuf_lock.acquire(blocking=False):
+            return False
+        self.outbuf_lock.release()
+        return True
+
+
+def build_server(app, **settings):
+    """waitress's ``create_server`` for ``app``, its connections served by ``Channel``."""
+    registry = getattr(app, "registry", None)
+    if registry is not None and "myservice.max_body_bytes" in registry.settings:
+        # One setting for the app and the server; waitress refuses max_request_body_size itself.
+        settings["max_request_body_size"] = registry.settings["myservice.max_body_bytes"] + 1
+    sockets = {}
+    server = create_server(app, map=sockets, **settings)
+    for dispatcher in sockets.values():
+        if isinstance(dispatcher, BaseWSGIServer):  # one per listen address
+            dispatcher.channel_class = Channel
+    return server
+
+
+def serve(app, global_conf, **settings):
+    """The ``paste.server_runner``: serve ``app`` until the process is stopped."""
+    server = build_server(app, **settings)
+    server.print_listen("Serving on http://{}:{}")
+    server.run()

@@ -1,0 +1,338 @@
+"""The server itself (``myservice.server`` over waitress), on real sockets.
+
+The service runs from development.ini with a 64 KiB body limit, so that a refused body is
+cheap to send; the bare WSGI app of bench/bare_app.py shows what the server does for any app
+(a response far above waitress's output high watermark, an app that fails). Raw sockets speak
+where http.client cannot: a body larger than announced is never sent, a request line is broken.
+"""
+
+import contextlib
+import http.client
+import json
+import select
+import socket
+import uuid
+
+import pytest
+
+from bench.bare_app import pattern
+from tests.conftest import delete_all_users
+from tests.realserver import (
+    CLIENT_TIMEOUT,
+    VALID_REQUEST_ID,
+    Reply,
+    call,
+    concurrently,
+    running_bare_server,
+    running_server,
+)
+
+LIMIT = 64 * 1024  # myservice.max_body_bytes of the module's server
+ANNOUNCED = 32 * 1024 * 1024  # what a refused client claims it will send
+TOO_LARGE = ("Content-Type: application/json", f"Content-Length: {ANNOUNCED}")
+
+
+@pytest.fixture(scope="module")
+def server(db_url, tmp_path_factory):
+    overrides = {"myservice.max_body_bytes": str(LIMIT)}
+    try:
+        with running_server(tmp_path_factory.mktemp("http"), db_url, overrides) as running:
+            yield running
+    finally:
+        delete_all_users(db_url)
+
+
+@pytest.fixture(scope="module")
+def bare(tmp_path_factory):
+    with running_bare_server(tmp_path_factory.mktemp("bare")) as running:
+        yield running
+
+
+# -- raw HTTP ---------------------------------------------------------------------------------
+
+
+def connect(server):
+    return socket.create_connection((server.host, server.port), timeout=CLIENT_TIMEOUT)
+
+
+def head(method, path, *headers):
+    lines = [f"{method} {path} HTTP/1.1", "Host: localhost", *headers, "", ""]
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def read_reply(sock, method="GET"):
+    """The next response on ``sock``, whole: status, headers and body."""
+    response = http.client.HTTPResponse(sock, method=method)
+    response.begin()
+    return response.status, response.headers, response.read()
+
+
+def assert_closed(sock):
+    """The server closed the connection: end of stream, or a reset for the unread body."""
+    with contextlib.suppress(ConnectionResetError):
+        assert sock.recv(1) == b""
+
+
+def assert_server_problem(status, headers, body, expected):
+    assert status == expected, body
+    assert headers["Content-Type"] == "application/problem+json"
+    assert VALID_REQUEST_ID.fullmatch(headers["X-Request-ID"])
+    document = json.loads(body)
+    assert set(document) == {"type", "title", "status", "detail"}
+    assert document["type"] == "about:blank"
+    assert document["status"] == expected
+    assert document["title"] == http.HTTPStatus(expected).phrase
+    return document
+
+
+def user_body(size):
+    """A valid new user as JSON of exactly ``size`` bytes (padded with whitespace)."""
+    name = f"big-{uuid.uuid4().hex[:12]}"
+    body = json.dumps({"username": name, "email": f"{name}@example.org"}).encode()
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+# -- the body limit ---------------------------------------------------------------------------
+
+
+def test_a_content_length_over_the_limit_is_refused_before_the_body_is_read(server):
+    with connect(server) as sock:
+        sock.sendall(head("POST", "/users", *TOO_LARGE, "X-Request-ID: too-big-1"))
+        sock.sendall(b"{" + b" " * 16 * 1024)  # a small part of what was announced
+
+        status, headers, body = read_reply(sock, "POST")
+
+        problem = assert_server_problem(status, headers, body, 413)
+        assert problem["detail"] == f"the body is larger than {LIMIT} bytes"
+        assert headers["X-Request-ID"] == "too-big-1"
+        assert headers["Connection"] == "close"
+        assert_closed(sock)
+
+
+def test_a_chunked_body_growing_past_the_limit_is_refused_while_it_is_sent(server):
+    chunk = b"4000\r\n" + b" " * 0x4000 + b"\r\n"
+    sent = 0
+    with connect(server) as sock:
+        sock.sendall(
+            head("POST", "/users", "Content-Type: application/json", "Transfer-Encoding: chunked")
+        )
+        while sent < ANNOUNCED:  # until the server answers, at most the announced size
+            readable, writable, _ = select.select([sock], [sock], [], CLIENT_TIMEOUT)
+            if readable or not writable:
+                break
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break  # the server answered and closed between select and send
+            sent += len(chunk)
+
+        status, headers, body = read_reply(sock, "POST")
+
+        assert sent < ANNOUNCED // 4, "the client sent most of its body before the answer"
+        problem = assert_server_problem(status, headers, body, 413)
+        assert problem["detail"] == f"the body is larger than {LIMIT} bytes"
+        assert_closed(sock)
+
+
+def test_a_body_exactly_at_the_limit_reaches_the_app(server):
+    reply = call(server, "POST", "/users", user_body(LIMIT))
+
+    assert reply.status == 201, reply.body
+
+
+def test_a_body_one_byte_over_the_limit_is_refused(server):
+    reply = call(server, "POST", "/users", user_body(LIMIT + 1))
+
+    assert_server_problem(reply.status, reply.headers, reply.body, 413)
+
+
+def test_a_refused_body_is_not_invited_with_100_continue(server):
+    with connect(server) as sock:
+        sock.sendall(head("POST", "/users", *TOO_LARGE, "Expect: 100-continue"))
+
+        first_line = sock.recv(13, socket.MSG_PEEK | socket.MSG_WAITALL)
+        status, headers, body = read_reply(sock, "POST")
+
+        assert first_line == b"HTTP/1.1 413 "  # not 100 Continue
+        assert_server_problem(status, headers, body, 413)
+
+
+def test_a_body_within_the_limit_is_invited_with_100_continue(server):
+    body = user_body(LIMIT)
+    continue_line = b"HTTP/1.1 100 Continue\r\n\r\n"
+    with connect(server) as sock:
+        sock.sendall(
+            head(
+                "POST",
+                "/users",
+                "Content-Type: application/json",
+                f"Content-Length: {len(body)}",
+                "Expect: 100-continue",
+            )
+        )
+        invitation = sock.recv(len(continue_line), socket.MSG_WAITALL)
+        sock.sendall(body)
+
+        status, _, reply = read_reply(sock, "POST")
+
+        assert invitation == continue_line
+        assert status == 201, reply
+
+
+def test_a_bare_wsgi_app_gets_waitress_default_body_limit(bare):
+    with connect(bare) as sock:
+        sock.sendall(head("POST", "/", "Content-Length: 1073741824"))
+
+        status, headers, body = read_reply(sock, "POST")
+
+        problem = assert_server_problem(status, headers, body, 413)
+        assert problem["detail"] == "the body is larger than 1073741823 bytes"
+
+
+# -- requests the server refuses itself -------------------------------------------------------
+
+
+def test_a_bad_request_line_gets_a_400_problem_document(server):
+    with connect(server) as sock:
+        sock.sendall(b"NOT A REQUEST LINE AT ALL\r\n\r\n")
+
+        status, headers, body = read_reply(sock)
+
+        problem = assert_server_problem(status, headers, body, 400)
+        assert problem["detail"].startswith("the request is malformed: ")
+        assert_closed(sock)
+
+
+def test_a_bad_header_gets_a_400_problem_document_with_the_clients_request_id(server):
+    with connect(server) as sock:
+        sock.sendall(head("GET", "/health", "X-Request-ID: bad-header-7", "No colon here"))
+
+        status, headers, body = read_reply(sock)
+
+        problem = assert_server_problem(status, headers, body, 400)
+        assert problem["detail"] == "the request is malformed: invalid header"
+        assert headers["X-Request-ID"] == "bad-header-7"
+
+
+def test_an_invalid_client_request_id_is_replaced_on_a_server_problem(server):
+    with connect(server) as sock:
+        sock.sendall(head("GET", "/health", "X-Request-ID: has/slash", "No colon here"))
+
+        status, headers, body = read_reply(sock)
+
+        assert_server_problem(status, headers, body, 400)
+        assert headers["X-Request-ID"] != "has/slash"
+
+
+def test_headers_too_large_get_a_431_problem_document(server):
+    with connect(server) as sock:
+        sock.sendall(head("GET", "/health", "X-Filler: " + "a" * 300_000))
+
+        status, headers, body = read_reply(sock)
+
+        problem = assert_server_problem(status, headers, body, 431)
+        assert problem["detail"] == "the request line and headers are too large"
+
+
+def test_broken_chunked_framing_gets_a_400_problem_document(server):
+    with connect(server) as sock:
+        sock.sendall(
+            head("POST", "/users", "Content-Type: application/json", "Transfer-Encoding: chunked")
+            + b"zz\r\n{}\r\n0\r\n\r\n"
+        )
+
+        status, headers, body = read_reply(sock, "POST")
+
+        problem = assert_server_problem(status, headers, body, 400)
+        assert problem["detail"] == "the request is malformed: invalid chunk size"
+
+
+def test_an_app_failing_before_its_response_gets_a_500_problem_document(bare):
+    reply = call(bare, "GET", "/broken")
+
+    problem = assert_server_problem(reply.status, reply.headers, reply.body, 500)
+    assert "broken" not in problem["detail"] and "Error" not in problem["detail"]
+
+
+# -- keep-alive -------------------------------------------------------------------------------
+
+
+def new_user(server):
+    name = f"keep-{uuid.uuid4().hex[:12]}"
+    reply = call(server, "POST", "/users", {"username": name, "email": f"{name}@example.org"})
+    assert reply.status == 201, reply.body
+    return reply.json()
+
+
+@pytest.mark.parametrize("status", [304, 204])
+def test_the_connection_stays_open_after_a_bodiless_answer(server, status):
+    path = f"/users/{new_user(server)['id']}"
+    first = ("GET", path, {"If-None-Match": '"1"'}) if status == 304 else ("DELETE", path, {})
+
+    bodiless, after = requests_on_one_connection(server, [first, ("GET", path, {})])
+
+    assert bodiless.status == status
+    assert bodiless.headers["Connection"] is None
+    assert after.status == (200 if status == 304 else 404)
+
+
+def test_a_304_to_a_client_asking_to_close_still_closes(server):
+    user = new_user(server)
+    with connect(server) as sock:
+        sock.sendall(head("GET", f"/users/{user['id']}", 'If-None-Match: "1"', "Connection: close"))
+
+        status, headers, _ = read_reply(sock)
+
+        assert status == 304
+        assert headers["Connection"] == "close"
+        assert_closed(sock)
+
+
+def requests_on_one_connection(server, requests):
+    """Each ``(method, path, headers)`` in turn on one keep-alive connection: their Replies.
+
+    Fails when the server closed the connection on the way (http.client would open another).
+    """
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=CLIENT_TIMEOUT)
+    try:
+        connection.connect()
+        sock = connection.sock
+        replies = []
+        for method, path, headers in requests:
+            connection.request(method, path, headers=headers)
+            response = connection.getresponse()
+            replies.append(Reply(response.status, response.headers, response.read()))
+        assert connection.sock is sock, "the server closed the keep-alive connection"
+        return replies
+    finally:
+        connection.close()
+
+
+def health_checks(server, count):
+    replies = requests_on_one_connection(server, [("GET", "/health", {})] * count)
+    return [(reply.status, reply.body) for reply in replies]
+
+
+def test_many_requests_on_one_keep_alive_connection_are_all_answered(server):
+    replies = health_checks(server, 300)
+
+    assert replies == [(200, b'{"status":"ok"}')] * 300
+
+
+def test_concurrent_keep_alive_connections_are_all_answered(server):
+    results = concurrently(lambda _: health_checks(server, 50), range(8))
+
+    assert [len(replies) for replies in results] == [50] * 8
+    assert all(reply == (200, b'{"status":"ok"}') for replies in results for reply in replies)
+
+
+def test_a_response_far_above_the_high_watermark_arrives_whole(bare):
+    size = 24 * 1024 * 1024  # bare.ini sets outbuf_high_watermark to 1 MiB
+
+    streams = [("GET", f"/stream/{size}", {})] * 2
+
+    results = concurrently(lambda _: requests_on_one_connection(bare, streams), range(2))
+
+    expected = pattern(size)
+    assert all(reply.status == 200 for replies in results for reply in replies)
+    assert all(reply.body == expected for replies in results for reply in replies)

@@ -1,4 +1,4 @@
-"""The /users contract of ../shared/API.md, row by row."""
+"""The /users contract (README, GET /openapi.json), row by row."""
 
 import pytest
 from sqlalchemy import event

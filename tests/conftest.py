@@ -61,9 +61,11 @@ def drop_everything(url):
         metadata.drop_all(connection)
 
 
-def delete_all_users(url):
+def delete_all_rows(url):
+    """Delete every membership, group and user (in the order the foreign keys allow)."""
     with short_lived_engine(url) as engine, engine.begin() as connection:
-        connection.execute(text("DELETE FROM users"))
+        for table in ("memberships", "groups", "users"):
+            connection.execute(text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +121,7 @@ def testapp(app):
 def empty_tables(db_url):
     """For tests whose requests really commit: delete every row they left behind."""
     yield
-    delete_all_users(db_url)
+    delete_all_rows(db_url)
 
 
 @pytest.fixture

@@ -1,6 +1,21 @@
 """The tables. Import models from here so that every mapper is configured."""
 
+from .group import Group, Membership
+from .membership import KEY_SHARE, GroupFull, add_member, delete_user, remove_member
 from .meta import MAX_ID, Base
-from .user import User, taken_fields
+from .user import User, clashes, insert_users
 
-__all__ = ["MAX_ID", "Base", "User", "taken_fields"]
+__all__ = [
+    "KEY_SHARE",
+    "MAX_ID",
+    "Base",
+    "Group",
+    "GroupFull",
+    "Membership",
+    "User",
+    "add_member",
+    "clashes",
+    "delete_user",
+    "insert_users",
+    "remove_member",
+]

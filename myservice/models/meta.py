@@ -2,8 +2,8 @@
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import BigInteger, ColumnElement, DateTime, Integer, MetaData, or_, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 # Stable constraint names: migrations can refer to them, and errors can be told apart by them.
@@ -49,3 +49,35 @@ def utcnow():
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Versioned:
+    """A resource's timestamps and version: ``version`` starts at 1 and counts changes.
+
+    Every UPDATE and DELETE says "WHERE version = <the version we read>": a concurrent change
+    makes it match no row, and SQLAlchemy raises StaleDataError, which zope.sqlalchemy reports
+    as retryable, so pyramid_retry replays the request on fresh data.
+    """
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime,
+        default=lambda context: context.get_current_parameters()["created_at"],
+        onupdate=utcnow,
+    )
+    version: Mapped[int] = mapped_column()
+
+    @declared_attr.directive
+    def __mapper_args__(cls):
+        return {"version_id_col": cls.__table__.c.version}
+
+
+def held_elsewhere(session: Session, conditions: dict[str, ColumnElement[bool]], other_than=None):
+    """The names of ``conditions`` that some row other than ``other_than`` (a primary key
+    column == value condition, or None) satisfies, in one query."""
+    query = select(*conditions.values()).where(or_(*conditions.values()))
+    if other_than is not None:
+        query = query.where(other_than)
+    with session.no_autoflush:
+        rows = session.execute(query).all()
+    return [name for n, name in enumerate(conditions) if any(row[n] for row in rows)]

@@ -7,20 +7,15 @@ from typing import Annotated
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
-from pyramid.httpexceptions import (
-    HTTPConflict,
-    HTTPNoContent,
-    HTTPNotFound,
-    HTTPNotModified,
-    HTTPPreconditionFailed,
-)
+from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
-from sqlalchemy import func, inspect, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select
 
-from ..models import MAX_ID, User, taken_fields
+from ..models import User
+from ..models import membership as memberships
 from ..pagination import PageParams, page
 from ..validation import JSON_OR_MERGE_PATCH, Text, validate_body, validate_query
+from .resource import check_if_match, find, respond, respond_unless_not_modified, save
 
 # -- schemas -------------------------------------------------------------------------------
 
@@ -110,8 +105,7 @@ def create_user(request):
     save(request, user)
     request.response.status_code = 201
     request.response.location = request.route_path("user", id=user.id)
-    request.response.etag = str(user.version)
-    return UserOut.model_validate(user)
+    return respond(request, user, UserOut)
 
 
 @view_config(route_name="users", request_method="GET", renderer="json")
@@ -128,76 +122,24 @@ def list_users(request):
 
 @view_config(route_name="user", request_method="GET", renderer="json")
 def get_user(request):
-    user = find_user(request)
-    if str(user.version) in request.if_none_match:
-        return HTTPNotModified(etag=str(user.version))
-    request.response.etag = str(user.version)
-    return UserOut.model_validate(user)
+    return respond_unless_not_modified(request, find(request, User), UserOut)
 
 
 @view_config(route_name="user", request_method="PATCH", renderer="json")
 def update_user(request):
-    user = find_user(request, for_update=True)
+    user = find(request, User, for_update=True)
     check_if_match(request, user)
     changes = validate_body(request, UserPatch, JSON_OR_MERGE_PATCH).model_dump(exclude_unset=True)
     for name, value in changes.items():
         setattr(user, name, value)
     save(request, user)
-    request.response.etag = str(user.version)
-    return UserOut.model_validate(user)
+    return respond(request, user, UserOut)
 
 
 @view_config(route_name="user", request_method="DELETE")
 def delete_user(request):
-    user = find_user(request, for_update=True)
+    """Also removes the user's memberships, one from each of its groups' counts."""
+    user = find(request, User, for_update=True)
     check_if_match(request, user)
-    request.dbsession.delete(user)
-    request.dbsession.flush()
+    memberships.delete_user(request.dbsession, user)
     return HTTPNoContent()
-
-
-# -- helpers -------------------------------------------------------------------------------
-
-
-def find_user(request, *, for_update=False) -> User:
-    """The user named in the URL, or 404. ``for_update`` locks its row until the transaction ends,
-    so concurrent writers to one user take turns instead of failing and retrying."""
-    user_id = int(request.matchdict["id"])
-    user = (
-        request.dbsession.get(User, user_id, with_for_update=for_update)
-        if 0 < user_id <= MAX_ID
-        else None
-    )
-    if user is None:
-        raise HTTPNotFound(f"user {user_id} does not exist")
-    return user
-
-
-def check_if_match(request, user):
-    """412 unless ``If-Match`` (when sent) names the current version.
-
-    The write that follows is conditional on the same version (``version_id_col``), so a
-    change that lands in between makes it match no row and the request is replayed.
-    """
-    if str(user.version) not in request.if_match:
-        raise HTTPPreconditionFailed(f"user {user.id} is at version {user.version}")
-
-
-def save(request, user):
-    """Flush ``user`` now, so that a taken username or email is a 409 here, not a 500 at commit."""
-    session = request.dbsession
-    state = inspect(user)
-    claims_new_names = state.transient or any(
-        state.attrs[name].history.has_changes() for name in ("username", "email")
-    )
-    taken = claims_new_names and taken_fields(
-        session, user.username, user.email, other_than=user.id
-    )
-    if taken:
-        names = " and ".join(f"{field} '{value}'" for field, value in taken.items())
-        raise HTTPConflict(f"{names} {'are' if len(taken) > 1 else 'is'} taken")
-    session.add(user)
-    try:
-        session.flush()
-    except IntegrityError:  # a concurrent request took it between our check and our write
-        raise HTTPConflict("username or email is taken") from None

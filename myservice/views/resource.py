@@ -1,0 +1,85 @@
+"""What every resource's views share: find by URL id (404), ETags (304, 412) and saving (409).
+
+A resource here is a mapped class with an ``id``, a ``version`` (``version_id_col``), the names
+of its ``unique_fields`` and a ``taken(session)`` method that says which of them another row
+holds.
+"""
+
+from pyramid.httpexceptions import (
+    HTTPConflict,
+    HTTPNotFound,
+    HTTPNotModified,
+    HTTPPreconditionFailed,
+)
+from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
+
+from ..models import MAX_ID
+
+
+def find(request, model, *, key="id", for_update=False):
+    """The ``model`` row whose id is the URL's ``key``, or 404.
+
+    ``for_update`` (True, or ``with_for_update`` flags) locks the row until the transaction
+    ends, so concurrent writers to one row take turns instead of failing and retrying.
+    """
+    row_id = int(request.matchdict[key])
+    row = (
+        request.dbsession.get(model, row_id, with_for_update=for_update or None)
+        if 0 < row_id <= MAX_ID
+        else None
+    )
+    if row is None:
+        raise HTTPNotFound(f"{_name(model)} {row_id} does not exist")
+    return row
+
+
+def check_if_match(request, resource):
+    """412 unless ``If-Match`` (when sent) names the current version.
+
+    The write that follows is conditional on the same version (``version_id_col``), so a
+    change that lands in between makes it match no row and the request is replayed.
+    """
+    if str(resource.version) not in request.if_match:
+        raise HTTPPreconditionFailed(
+            f"{_name(type(resource))} {resource.id} is at version {resource.version}"
+        )
+
+
+def respond(request, resource, schema):
+    """``resource`` rendered by ``schema``, with its version as the ETag."""
+    request.response.etag = str(resource.version)
+    return schema.model_validate(resource)
+
+
+def respond_unless_not_modified(request, resource, schema):
+    """304 when ``If-None-Match`` names the current version, else ``respond``."""
+    if str(resource.version) in request.if_none_match:
+        return HTTPNotModified(etag=str(resource.version))
+    return respond(request, resource, schema)
+
+
+def save(request, resource):
+    """Flush ``resource`` now, so that a taken unique value is a 409 here, not a 500 at commit.
+
+    The holders are looked for only when the write claims a new unique value.
+    """
+    session = request.dbsession
+    state = inspect(resource)
+    fields = type(resource).unique_fields
+    claims_new_values = state.transient or any(
+        state.attrs[name].history.has_changes() for name in fields
+    )
+    taken = claims_new_values and resource.taken(session)
+    if taken:
+        names = " and ".join(f"{field} '{value}'" for field, value in taken.items())
+        raise HTTPConflict(f"{names} {'are' if len(taken) > 1 else 'is'} taken")
+    session.add(resource)
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent request took it between our check and our write
+        raise HTTPConflict(f"{' or '.join(fields)} is taken") from None
+
+
+def _name(model):
+    return model.__name__.lower()

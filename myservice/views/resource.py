@@ -15,6 +15,7 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
 from ..models import MAX_ID
+from ..validation import JSON_OR_MERGE_PATCH, validate_body
 
 
 def find(request, model, *, key="id", for_update=False):
@@ -32,6 +33,13 @@ def find(request, model, *, key="id", for_update=False):
     if row is None:
         raise HTTPNotFound(f"{_name(model)} {row_id} does not exist")
     return row
+
+
+def find_for_write(request, model):
+    """The URL's ``model`` row, locked, once ``If-Match`` (when sent) names its version."""
+    resource = find(request, model, for_update=True)
+    check_if_match(request, resource)
+    return resource
 
 
 def check_if_match(request, resource):
@@ -57,6 +65,30 @@ def respond_unless_not_modified(request, resource, schema):
     if str(resource.version) in request.if_none_match:
         return HTTPNotModified(etag=str(resource.version))
     return respond(request, resource, schema)
+
+
+def create(request, model, schema, out, route):
+    """POST to a collection: 201 with the new ``model`` row, its Location and ETag."""
+    resource = model(**validate_body(request, schema).model_dump())
+    save(request, resource)
+    request.response.status_code = 201
+    request.response.location = request.route_path(route, id=resource.id)
+    return respond(request, resource, out)
+
+
+def read_patch(request, model, schema):
+    """The URL's row (locked, If-Match checked) and the JSON merge patch to apply to it."""
+    resource = find_for_write(request, model)
+    patch = validate_body(request, schema, JSON_OR_MERGE_PATCH)
+    return resource, patch.model_dump(exclude_unset=True)
+
+
+def apply_patch(request, resource, changes, out):
+    """Set ``changes`` on ``resource``, save it, and answer it with its new ETag."""
+    for name, value in changes.items():
+        setattr(resource, name, value)
+    save(request, resource)
+    return respond(request, resource, out)
 
 
 def save(request, resource):

@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Annotated
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
@@ -14,8 +14,15 @@ from sqlalchemy import func, select
 from ..models import User
 from ..models import membership as memberships
 from ..pagination import PageParams, page
-from ..validation import JSON_OR_MERGE_PATCH, Text, validate_body, validate_query
-from .resource import check_if_match, find, respond, respond_unless_not_modified, save
+from ..validation import Body, Representation, Text, validate_query
+from .resource import (
+    apply_patch,
+    create,
+    find,
+    find_for_write,
+    read_patch,
+    respond_unless_not_modified,
+)
 
 # -- schemas -------------------------------------------------------------------------------
 
@@ -55,27 +62,21 @@ FullName = Annotated[
 ]
 
 
-class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class UserCreate(Body):
     username: Username
     email: Email
     full_name: FullName = ""
 
 
-class UserPatch(BaseModel):
+class UserPatch(Body):
     """A JSON merge patch: absent fields stay as they are."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
     username: Username = None  # null is invalid: a user always has one
     email: Email = None
     full_name: FullName = None
 
 
-class UserOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
+class UserOut(Representation):
     id: int
     username: str
     email: str
@@ -100,12 +101,7 @@ class UserFilters(PageParams):
 
 @view_config(route_name="users", request_method="POST", renderer="json")
 def create_user(request):
-    data = validate_body(request, UserCreate)
-    user = User(**data.model_dump())
-    save(request, user)
-    request.response.status_code = 201
-    request.response.location = request.route_path("user", id=user.id)
-    return respond(request, user, UserOut)
+    return create(request, User, UserCreate, UserOut, "user")
 
 
 @view_config(route_name="users", request_method="GET", renderer="json")
@@ -127,19 +123,13 @@ def get_user(request):
 
 @view_config(route_name="user", request_method="PATCH", renderer="json")
 def update_user(request):
-    user = find(request, User, for_update=True)
-    check_if_match(request, user)
-    changes = validate_body(request, UserPatch, JSON_OR_MERGE_PATCH).model_dump(exclude_unset=True)
-    for name, value in changes.items():
-        setattr(user, name, value)
-    save(request, user)
-    return respond(request, user, UserOut)
+    user, changes = read_patch(request, User, UserPatch)
+    return apply_patch(request, user, changes, UserOut)
 
 
 @view_config(route_name="user", request_method="DELETE")
 def delete_user(request):
     """Also removes the user's memberships, one from each of its groups' counts."""
-    user = find(request, User, for_update=True)
-    check_if_match(request, user)
+    user = find_for_write(request, User)
     memberships.delete_user(request.dbsession, user)
     return HTTPNoContent()

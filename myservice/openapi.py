@@ -9,6 +9,7 @@ import pydantic_core
 from pydantic.json_schema import models_json_schema
 from pyramid.response import Response
 
+from .views.bulk import UsersBulk, UsersCreated
 from .views.groups import GroupCreate, GroupOut, GroupPage, GroupPatch
 from .views.memberships import MembershipOut
 from .views.users import UserCreate, UserOut, UserPage, UserPatch
@@ -127,6 +128,16 @@ PATHS = {
             "responses": {"204": {"description": "deleted"}, **_problems(404, 412)},
         },
     },
+    "/users/bulk": {
+        "post": {
+            "summary": "Create many users, all or none (at most myservice.max_bulk)",
+            "requestBody": _body("UsersBulk"),
+            "responses": {
+                "201": {"description": "created, in request order", **_json("UsersCreated")},
+                **_problems(400, 409, 413, 415, 422),
+            },
+        },
+    },
     "/users/{id}/groups": {
         "parameters": [ID],
         "get": {
@@ -218,6 +229,8 @@ def openapi_document():
             (UserPatch, "validation"),
             (UserOut, "serialization"),
             (UserPage, "serialization"),
+            (UsersBulk, "validation"),
+            (UsersCreated, "serialization"),
             (GroupCreate, "validation"),
             (GroupPatch, "validation"),
             (GroupOut, "serialization"),

@@ -7,6 +7,7 @@ def includeme(config):
     config.add_route("health", "/health")
     config.add_route("health_ready", "/health/ready")
     config.add_route("users", "/users")
+    config.add_route("users_bulk", "/users/bulk")
     config.add_route("user", f"/users/{{id:{ID}}}")
     config.add_route("user_groups", f"/users/{{id:{ID}}}/groups")
     config.add_route("groups", "/groups")

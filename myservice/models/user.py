@@ -10,7 +10,10 @@ class User(Versioned, Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    username: Mapped[str] = mapped_column(String(32), unique=True)  # stored lower-cased
+    # Stored lower-cased. Unique and given for every new row, so it matches the rows RETURNING
+    # gives back to the rows of a multi-row INSERT: SQLite, which does not keep RETURNING in
+    # order, needs no statement per row either.
+    username: Mapped[str] = mapped_column(String(32), unique=True, insert_sentinel=True)
     email: Mapped[str] = mapped_column(String(254))  # as given; unique case-insensitively
     full_name: Mapped[str] = mapped_column(String(200), default="")
 

@@ -124,6 +124,19 @@ def empty_tables(db_url):
     delete_all_rows(db_url)
 
 
+@pytest.fixture(scope="module")
+def server(db_url, tmp_path_factory):
+    """The real service (``pserve``) on the session's database, for one test module; every row
+    it committed is deleted afterwards."""
+    from tests.realserver import running_server  # it imports this module
+
+    try:
+        with running_server(tmp_path_factory.mktemp("server"), db_url) as running:
+            yield running
+    finally:
+        delete_all_rows(db_url)
+
+
 @pytest.fixture
 def log_lines():
     """Lines logged by myservice during the test, formatted as they are written (so with the

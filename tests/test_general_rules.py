@@ -1,4 +1,4 @@
-"""The "General rules" of ../shared/API.md: bodies, problem documents, methods, request ids."""
+"""The general rules of the API: bodies, problem documents, methods, request ids."""
 
 import pytest
 from webob import Request

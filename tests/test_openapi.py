@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from tests.test_groups import GROUP_FIELDS
 from tests.test_users import USER_FIELDS
 
 
@@ -65,3 +66,11 @@ def test_the_user_schemas_match_the_contract(document):
     schemas = document["components"]["schemas"]
     assert set(schemas["UserOut"]["properties"]) == USER_FIELDS
     assert set(schemas["UserCreate"]["required"]) == {"username", "email"}
+
+
+def test_the_group_and_membership_schemas_match_the_contract(document):
+    schemas = document["components"]["schemas"]
+    assert set(schemas["GroupOut"]["properties"]) == GROUP_FIELDS
+    assert set(schemas["GroupCreate"]["required"]) == {"name"}
+    assert set(schemas["MembershipOut"]["properties"]) == {"group_id", "user_id", "joined_at"}
+    assert set(schemas["UsersBulk"]["required"]) == {"users"}

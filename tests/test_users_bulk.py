@@ -1,8 +1,11 @@
 """POST /users/bulk: all the users in one transaction, or none of them."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import webtest
-from sqlalchemy import event, select
+from sqlalchemy import event, insert, select, text
 
 from myservice.models import User
 from tests.conftest import short_lived_engine
@@ -148,3 +151,39 @@ def test_a_rejected_bulk_create_commits_nothing(committing_app, db_url):
     committing_app.post_json("/users/bulk", {"users": body}, status=409)
     committing_app.post_json("/users/bulk", {"users": [*users(2), {}]}, status=422)
     assert committed_usernames(db_url) == []
+
+
+def wait_until_a_request_waits_for_a_lock(db_url):
+    """PostgreSQL: poll (bounded) until some session of the database waits for a lock."""
+    with short_lived_engine(db_url) as engine, engine.connect() as connection:
+        for _ in range(1000):
+            waiting = connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+            if waiting:
+                return
+            connection.rollback()  # pg_stat_activity is a snapshot per transaction
+            threading.Event().wait(0.01)
+    pytest.fail("no request came to wait for the lock")
+
+
+def test_a_username_committed_while_a_bulk_create_waits_is_a_409_naming_its_user(
+    committing_app, db_url, is_postgres
+):
+    racer = {"username": "bulk0001", "email": "racer@example.org", "version": 1}
+    with short_lived_engine(db_url) as engine, engine.connect() as other:
+        transaction = other.begin()
+        other.execute(insert(User).values(**racer))  # holds the username (and, on SQLite, the
+        with ThreadPoolExecutor(max_workers=1) as pool:  # write lock) until it commits
+            reply = pool.submit(
+                committing_app.post_json, "/users/bulk", {"users": users(3)}, status=409
+            )
+            if is_postgres:  # the INSERT waits on the unique index: the IntegrityError path
+                wait_until_a_request_waits_for_a_lock(db_url)
+            transaction.commit()
+            problem = assert_problem(reply.result(timeout=20), 409)
+    assert problem["errors"] == [{"pointer": "/users/1/username", "detail": "username is taken"}]
+    assert committed_usernames(db_url) == ["bulk0001"]

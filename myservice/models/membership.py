@@ -4,7 +4,7 @@ Lock order, the same in every request, so that concurrent requests queue instead
 deadlocking: first the user row, then group rows in ascending id order, then membership rows.
 
 - Joining or leaving takes the user row FOR KEY SHARE (a user being deleted cannot gain or
-  lose memberships meanwhile; a PATCH of the user is not blocked), then the group row FOR
+  lose memberships meanwhile; other joins of the user are not blocked), then the group row FOR
   UPDATE (joins and leaves of one group take turns, so the count and the check against
   ``max_members`` read the truth), then writes the membership row and the count.
 - Deleting a user takes the user row FOR UPDATE, then its groups FOR UPDATE by id.
@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from .group import Group, Membership
 from .user import User
 
-#: The user row lock a membership change takes: it conflicts with deleting the user only.
+#: The user row lock a membership change takes: it conflicts with deleting the user (and with
+#: the FOR UPDATE that PATCH and DELETE take), not with other membership changes.
 KEY_SHARE = {"read": True, "key_share": True}
 
 

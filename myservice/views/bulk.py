@@ -26,11 +26,13 @@ def create_users(request):
     is created."""
     users = parse(request)
     session = request.dbsession
+    check_clashes(request, users)
     try:
         with session.begin_nested():  # an IntegrityError leaves the transaction usable
             created = insert_users(session, users)
     except IntegrityError:  # a concurrent request took a username or email after our check
-        raise_conflict(request, users, "a username or email in this batch was just taken")
+        check_clashes(request, users)  # names the user it took (it has committed by now)
+        raise HTTPConflict("a username or email of this batch was taken meanwhile") from None
     # The ORM INSERT is noticed by zope.sqlalchemy, but say it outright: a write it does not
     # notice is rolled back at the end of the request, silently.
     mark_changed(session, request.tm)
@@ -39,11 +41,8 @@ def create_users(request):
 
 
 def parse(request):
-    """The users of the body as dicts, checked against each other and the stored users.
-
-    Counted before anything else is done, validated, then compared: 422/409 point at the
-    first bad user only (``/users/3/email``).
-    """
+    """The users of the body as dicts: counted before anything else is done, then validated;
+    422 points at the first bad user only (``/users/3/email``)."""
     data = json_body(request)
     limit = request.registry.settings["myservice.max_bulk"]
     if (
@@ -56,12 +55,12 @@ def parse(request):
         users = [user.model_dump() for user in validate(data, UsersBulk).users]
     except InvalidBody as error:
         raise InvalidBody(first_item_errors(error.errors)) from None
-    raise_conflict(request, users, None)
     return users
 
 
-def raise_conflict(request, users, otherwise):
-    """409 naming the first user whose username or email is taken; else 409 ``otherwise``."""
+def check_clashes(request, users):
+    """409 naming the first user whose username or email is taken, by a stored user or by an
+    earlier user of the batch."""
     found = clashes(request.dbsession, users)
     if found:
         index = min(found)
@@ -70,8 +69,6 @@ def raise_conflict(request, users, otherwise):
             [{"pointer": f"/users/{index}/{field}", "detail": f"{field} is taken"}],
             f"user {index}: {field} '{users[index][field]}' is taken",
         )
-    if otherwise:
-        raise HTTPConflict(otherwise)
 
 
 def first_item_errors(errors):

@@ -54,11 +54,13 @@ class Totals:
 
 @contextmanager
 def opened(name):
-    """The lines of the file ``name``, or of stdin for ``-``."""
+    """The lines of the file ``name``, or of stdin for ``-`` (UTF-8, a BOM allowed, newlines
+    as they are, which the csv module needs for quoted fields that span lines)."""
     if name == "-":
+        sys.stdin.reconfigure(encoding="utf-8-sig", newline="")
         yield sys.stdin
     else:
-        with open(name, encoding="utf-8", newline="") as lines:
+        with open(name, encoding="utf-8-sig", newline="") as lines:
             yield lines
 
 
@@ -102,6 +104,8 @@ def jsonl_rows(lines):
 def store(engine, users):
     """Store the ``users`` that clash with nobody, in one transaction; return the clashes
     (index: field), as ``clashes`` finds them."""
+    if not users:
+        return {}
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with Session(engine) as session, session.begin():
@@ -193,7 +197,7 @@ def main(argv=None):
         engine,
         args.batch,
         sys.stdout,
-        (lambda importer, read: bar.update(read)) if bar else plain_progress,
+        (lambda importer, read: bar.update(read)) if bar is not None else plain_progress,
     )
     try:
         with opened(args.file) as lines:

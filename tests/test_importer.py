@@ -3,12 +3,16 @@
 Its batches really commit, so every row is deleted afterwards (``empty_tables``).
 """
 
+import fcntl
 import json
 import os
+import pty
 import selectors
 import signal
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -176,3 +180,56 @@ def test_a_run_stopped_after_its_first_batch_resumes_with_every_user_once(
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert resumed.stdout.splitlines()[-1].startswith("read 25, created 15, skipped 10")
     assert [u for u, _ in stored(db_url)] == [f"user{n:04}" for n in range(25)]
+
+
+def test_a_csv_with_a_byte_order_mark_and_a_multi_line_field_imports(
+    db_url, tmp_path, empty_tables
+):
+    path = tmp_path / "excel.csv"
+    path.write_bytes('\ufeffusername,email,full_name\nzoe,zoe@example.org,"Zoe\nZ."\n'.encode())
+
+    result = run_import(db_url, str(path))
+
+    assert result.returncode == 0, result.stdout
+    with short_lived_engine(db_url) as engine, engine.connect() as connection:
+        assert connection.execute(select(User.username, User.full_name)).all() == [
+            ("zoe", "Zoe\nZ.")
+        ]
+
+
+def test_on_a_terminal_progress_is_a_bar_not_lines(db_url, users_csv, empty_tables):
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # 80 columns
+    try:
+        result = subprocess.run(
+            [IMPORT, DEVELOPMENT_INI, str(users_csv), "--batch", "2"],
+            stderr=terminal,
+            stdout=subprocess.PIPE,
+            env={**os.environ, "DATABASE_URL": db_url},
+            text=True,
+            timeout=DEADLINE,
+        )
+        os.close(terminal)
+        terminal = None
+        drawn = b""
+        with selectors.DefaultSelector() as selector:
+            selector.register(controller, selectors.EVENT_READ)
+            for _ in range(100):  # bounded: read what the bar drew, until nothing is left
+                if not selector.select(timeout=1):
+                    break
+                try:
+                    chunk = os.read(controller, 4096)
+                except OSError:  # the terminal's other end is closed: all is read
+                    break
+                if not chunk:
+                    break
+                drawn += chunk
+    finally:
+        if terminal is not None:
+            os.close(terminal)
+        os.close(controller)
+
+    assert result.returncode == 1
+    assert b"7 rows" in drawn
+    assert b"committed" not in drawn
+    assert result.stdout.splitlines()[-1].startswith("read 7, created 3")

@@ -73,8 +73,8 @@ class Versioned:
 
 
 def held_elsewhere(session: Session, conditions: dict[str, ColumnElement[bool]], other_than=None):
-    """The names of ``conditions`` that some row other than ``other_than`` (a primary key
-    column == value condition, or None) satisfies, in one query."""
+    """The names of ``conditions`` that some row satisfies, in one query; ``other_than`` (a
+    condition such as ``User.id != 7``, or None) leaves the row being saved out."""
     query = select(*conditions.values()).where(or_(*conditions.values()))
     if other_than is not None:
         query = query.where(other_than)

@@ -12,6 +12,7 @@ requires = [
     "pyramid_retry>=2.1",
     "pyramid_tm>=2.5",
     "sqlalchemy>=2.0",
+    "tqdm>=4.66",
     "transaction>=4.0",
     "waitress>=3.0",
     "zope.sqlalchemy>=3.1",
@@ -44,5 +45,6 @@ setup(
     entry_points={
         "paste.app_factory": ["main = myservice:main"],
         "paste.server_runner": ["main = myservice.server:serve"],
+        "console_scripts": ["myservice-import = myservice.importer:main"],
     },
 )

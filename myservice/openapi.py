@@ -9,6 +9,9 @@ import pydantic_core
 from pydantic.json_schema import models_json_schema
 from pyramid.response import Response
 
+from .views.bulk import UsersBulk, UsersCreated
+from .views.groups import GroupCreate, GroupOut, GroupPage, GroupPatch
+from .views.memberships import MembershipOut
 from .views.users import UserCreate, UserOut, UserPage, UserPatch
 
 REF = "#/components/schemas/{model}"
@@ -51,6 +54,7 @@ def _problems(*statuses):
 
 
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+USER_ID = {**ID, "name": "user_id"}
 PAGE = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
@@ -119,9 +123,100 @@ PATHS = {
             },
         },
         "delete": {
-            "summary": "Delete a user",
+            "summary": "Delete a user and its memberships",
             "parameters": [IF_MATCH],
             "responses": {"204": {"description": "deleted"}, **_problems(404, 412)},
+        },
+    },
+    "/users/bulk": {
+        "post": {
+            "summary": "Create many users, all or none (at most myservice.max_bulk)",
+            "requestBody": _body("UsersBulk"),
+            "responses": {
+                "201": {"description": "created, in request order", **_json("UsersCreated")},
+                **_problems(400, 409, 413, 415, 422),
+            },
+        },
+    },
+    "/users/{id}/groups": {
+        "parameters": [ID],
+        "get": {
+            "summary": "The user's groups, by id",
+            "parameters": PAGE,
+            "responses": {
+                "200": {"description": "a page", **_json("GroupPage")},
+                **_problems(400, 404),
+            },
+        },
+    },
+    "/groups": {
+        "post": {
+            "summary": "Create a group",
+            "requestBody": _body("GroupCreate"),
+            "responses": {
+                "201": {"description": "created", **_json("GroupOut")},
+                **_problems(400, 409, 413, 415, 422),
+            },
+        },
+        "get": {
+            "summary": "List groups by id, filtered by exact name (any case)",
+            "parameters": [*PAGE, {"name": "name", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "a page", **_json("GroupPage")}, **_problems(400)},
+        },
+    },
+    "/groups/{id}": {
+        "parameters": [ID],
+        "get": {
+            "summary": "Read a group",
+            "parameters": [IF_NONE_MATCH],
+            "responses": {
+                "200": {"description": "the group", **_json("GroupOut")},
+                "304": {"description": "not modified"},
+                **_problems(404),
+            },
+        },
+        "patch": {
+            "summary": "Update a group (JSON merge patch); max_members may not go below the count",
+            "parameters": [IF_MATCH],
+            "requestBody": _body("GroupPatch", "application/json", "application/merge-patch+json"),
+            "responses": {
+                "200": {"description": "the updated group", **_json("GroupOut")},
+                **_problems(400, 404, 409, 412, 413, 415, 422),
+            },
+        },
+        "delete": {
+            "summary": "Delete a group and its memberships",
+            "parameters": [IF_MATCH],
+            "responses": {"204": {"description": "deleted"}, **_problems(404, 412)},
+        },
+    },
+    "/groups/{id}/members": {
+        "parameters": [ID],
+        "get": {
+            "summary": "The group's members (users), by id",
+            "parameters": PAGE,
+            "responses": {
+                "200": {"description": "a page", **_json("UserPage")},
+                **_problems(400, 404),
+            },
+        },
+    },
+    "/groups/{id}/members/{user_id}": {
+        "parameters": [ID, USER_ID],
+        "put": {
+            "summary": "Add the user to the group",
+            "responses": {
+                "201": {"description": "added", **_json("MembershipOut")},
+                "200": {
+                    "description": "already a member; nothing changed",
+                    **_json("MembershipOut"),
+                },
+                **_problems(404, 409),
+            },
+        },
+        "delete": {
+            "summary": "Remove the user from the group",
+            "responses": {"204": {"description": "removed"}, **_problems(404)},
         },
     },
 }
@@ -134,6 +229,13 @@ def openapi_document():
             (UserPatch, "validation"),
             (UserOut, "serialization"),
             (UserPage, "serialization"),
+            (UsersBulk, "validation"),
+            (UsersCreated, "serialization"),
+            (GroupCreate, "validation"),
+            (GroupPatch, "validation"),
+            (GroupOut, "serialization"),
+            (GroupPage, "serialization"),
+            (MembershipOut, "serialization"),
         ],
         ref_template=REF,
     )

@@ -22,6 +22,7 @@ import pydantic_core
 from pyramid.exceptions import PredicateMismatch
 from pyramid.httpexceptions import (
     HTTPBadRequest,
+    HTTPConflict,
     HTTPException,
     HTTPNotFound,
     HTTPUnprocessableEntity,
@@ -44,6 +45,14 @@ class InvalidBody(HTTPUnprocessableEntity):
     """422: ``errors`` holds one ``{"pointer", "detail"}`` per bad field of the body."""
 
     def __init__(self, errors, detail="the request body is invalid"):
+        super().__init__(detail)
+        self.errors = errors
+
+
+class ConflictInBody(HTTPConflict):
+    """409: ``errors`` holds one ``{"pointer", "detail"}`` per value that is taken."""
+
+    def __init__(self, errors, detail):
         super().__init__(detail)
         self.errors = errors
 

@@ -8,7 +8,7 @@ failure becomes a problem document (see ``myservice.problems``) that points at t
 from typing import Annotated
 
 import pydantic_core
-from pydantic import AfterValidator, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
 from pyramid.httpexceptions import (
     HTTPBadRequest,
@@ -22,6 +22,7 @@ JSON = frozenset({"application/json"})
 JSON_OR_MERGE_PATCH = JSON | {"application/merge-patch+json"}
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_BULK = 1000  # users in one POST /users/bulk
 
 # Our words for pydantic's error types whose stock messages name Python classes.
 MESSAGES = {
@@ -47,6 +48,18 @@ def _no_nul(value: str) -> str:
 
 #: A string a database can store: PostgreSQL text cannot hold NUL.
 Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+class Body(BaseModel):
+    """A request body: exactly the declared members, of exactly the declared JSON types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Representation(BaseModel):
+    """A response body, read from the attributes of a model object."""
+
+    model_config = ConfigDict(from_attributes=True)
 
 
 def max_body_bytes(request):
@@ -93,7 +106,11 @@ def json_body(request, media_types=JSON):
 
 def validate_body(request, schema, media_types=JSON):
     """The body validated by ``schema``, or 422 with one pointer per bad field."""
-    data = json_body(request, media_types)
+    return validate(json_body(request, media_types), schema)
+
+
+def validate(data, schema):
+    """Parsed JSON validated by ``schema``, or 422 with one pointer per bad field."""
     if not isinstance(data, dict):
         raise InvalidBody([{"pointer": "", "detail": "the body must be a JSON object"}])
     try:
@@ -136,3 +153,4 @@ def includeme(config):
     settings["myservice.max_body_bytes"] = int(
         settings.get("myservice.max_body_bytes", DEFAULT_MAX_BODY_BYTES)
     )
+    settings["myservice.max_bulk"] = int(settings.get("myservice.max_bulk", DEFAULT_MAX_BULK))

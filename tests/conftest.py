@@ -61,9 +61,11 @@ def drop_everything(url):
         metadata.drop_all(connection)
 
 
-def delete_all_users(url):
+def delete_all_rows(url):
+    """Delete every membership, group and user (in the order the foreign keys allow)."""
     with short_lived_engine(url) as engine, engine.begin() as connection:
-        connection.execute(text("DELETE FROM users"))
+        for table in ("memberships", "groups", "users"):
+            connection.execute(text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +121,20 @@ def testapp(app):
 def empty_tables(db_url):
     """For tests whose requests really commit: delete every row they left behind."""
     yield
-    delete_all_users(db_url)
+    delete_all_rows(db_url)
+
+
+@pytest.fixture(scope="module")
+def server(db_url, tmp_path_factory):
+    """The real service (``pserve``) on the session's database, for one test module; every row
+    it committed is deleted afterwards."""
+    from tests.realserver import running_server  # it imports this module
+
+    try:
+        with running_server(tmp_path_factory.mktemp("server"), db_url) as running:
+            yield running
+    finally:
+        delete_all_rows(db_url)
 
 
 @pytest.fixture

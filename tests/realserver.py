@@ -9,6 +9,7 @@ import json
 import os
 import re
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -120,6 +121,11 @@ def concurrently(function, arguments):
 
     with ThreadPoolExecutor(max_workers=len(arguments)) as pool:
         return list(pool.map(run, arguments))
+
+
+def unique(prefix):
+    """A name nobody has taken yet (a module's server keeps what it commits)."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def assert_problem(reply, status):

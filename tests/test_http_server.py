@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from bench.bare_app import pattern
-from tests.conftest import delete_all_users
+from tests.conftest import delete_all_rows
 from tests.realserver import (
     CLIENT_TIMEOUT,
     VALID_REQUEST_ID,
@@ -39,7 +39,7 @@ def server(db_url, tmp_path_factory):
         with running_server(tmp_path_factory.mktemp("http"), db_url, overrides) as running:
             yield running
     finally:
-        delete_all_users(db_url)
+        delete_all_rows(db_url)
 
 
 @pytest.fixture(scope="module")

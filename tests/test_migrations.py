@@ -20,12 +20,15 @@ from sqlalchemy import insert, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SAWarning
 
-from myservice.models import Base, User
+from myservice.models import Base, Group, User
 from tests.conftest import DEVELOPMENT_INI, migrate, short_lived_engine
 
 #: What SQLAlchemy says when it meets ``uq_users_email_lower`` in a SQLite database; the one
 #: SAWarning that pyproject.toml lets through instead of turning it into an error.
 SQLITE_INDEX_WARNING = "Skipped unsupported reflection of expression-based index"
+
+#: Every table of the models' schema.
+TABLES = {"users", "groups", "memberships"}
 
 
 @dataclass
@@ -72,10 +75,13 @@ def schema_diff(database):
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         if not database.is_sqlite:
             return compare_metadata(context, Base.metadata)
-        # SQLite cannot reflect the lower(email) index, so alembic leaves it out of the
-        # comparison (and says so); test_upgrade_head_creates_the_unique_lower_email_index
-        # checks it instead.
-        with pytest.warns(UserWarning, match="expression-based index 'uq_users_email_lower'"):
+        # SQLite cannot reflect the lower(email) and lower(name) indexes, so alembic leaves
+        # them out of the comparison (and says so); test_upgrade_head_creates_the_unique_lower_*
+        # check them instead.
+        with (
+            pytest.warns(UserWarning, match="expression-based index 'uq_users_email_lower'"),
+            pytest.warns(UserWarning, match="expression-based index 'uq_groups_name_lower'"),
+        ):
             return compare_metadata(context, Base.metadata)
 
 
@@ -107,12 +113,17 @@ def test_upgrade_head_on_an_empty_database_yields_exactly_the_models_schema(empt
 
     migrate(empty_database.url, "upgrade", "head")
 
-    assert table_names(empty_database) == {"alembic_version", "users"}
+    assert table_names(empty_database) == {"alembic_version", *TABLES}
     assert schema_diff(empty_database) == []
     if empty_database.is_sqlite:  # a table option that compare_metadata does not look at
-        [(sql,)] = query(empty_database.url, "SELECT sql FROM sqlite_master WHERE name = 'users'")
-        autoincrement = User.__table__.dialect_options["sqlite"]["autoincrement"]
-        assert ("AUTOINCREMENT" in sql) == autoincrement
+        for model in (User, Group):
+            [(sql,)] = query(
+                empty_database.url,
+                "SELECT sql FROM sqlite_master WHERE name = :name",
+                name=model.__tablename__,
+            )
+            autoincrement = model.__table__.dialect_options["sqlite"]["autoincrement"]
+            assert ("AUTOINCREMENT" in sql) == autoincrement
     assert query(empty_database.url, "SELECT version_num FROM alembic_version") == [
         (head_revision(),)
     ]
@@ -152,6 +163,41 @@ def test_upgrade_head_creates_the_unique_lower_email_index(empty_database):
             )
 
 
+def test_upgrade_head_makes_the_database_enforce_names_counts_and_memberships(empty_database):
+    migrate(empty_database.url, "upgrade", "head")
+
+    with short_lived_engine(empty_database.url) as engine, engine.begin() as connection:
+        if empty_database.is_sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+        connection.execute(
+            text(
+                "INSERT INTO users (id, username, email, full_name, created_at, updated_at,"
+                " version) VALUES (1, 'ada', 'ada@example.org', '', :t, :t, 1)"
+            ),
+            {"t": "2026-01-01 00:00:00"},
+        )
+        group = (
+            "INSERT INTO groups (id, name, description, max_members, member_count,"
+            " created_at, updated_at, version) VALUES (:id, :name, '', :max, :count, :t, :t, 1)"
+        )
+        connection.execute(
+            text(group), {"id": 1, "name": "Ops", "max": 1, "count": 1, "t": "2026-01-01"}
+        )
+        connection.execute(text("INSERT INTO memberships VALUES (1, 1, '2026-01-01')"))
+        for name, count in (("OPS", 0), ("full", 2)):  # a taken name, a count over the max
+            with pytest.raises(IntegrityError), connection.begin_nested():
+                connection.execute(
+                    text(group),
+                    {"id": 2, "name": name, "max": 1, "count": count, "t": "2026-01-01"},
+                )
+        with pytest.raises(IntegrityError), connection.begin_nested():  # a second membership
+            connection.execute(text("INSERT INTO memberships VALUES (1, 1, '2026-01-01')"))
+        with pytest.raises(IntegrityError), connection.begin_nested():  # RESTRICT
+            connection.execute(text("DELETE FROM users WHERE id = 1"))
+        connection.execute(text("DELETE FROM groups WHERE id = 1"))  # CASCADE
+        assert connection.execute(text("SELECT count(*) FROM memberships")).scalar() == 0
+
+
 def test_on_postgresql_alembic_migrates_the_schema_that_the_url_selects(
     empty_database, db_url, is_postgres
 ):
@@ -168,12 +214,13 @@ def test_on_postgresql_alembic_migrates_the_schema_that_the_url_selects(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = :schema",
         schema=empty_database.schema,
     )
-    assert {name for (name,) in rows} == {"alembic_version", "users"}
+    assert {name for (name,) in rows} == {"alembic_version", *TABLES}
 
 
 def test_downgrade_base_leaves_no_table_but_alembic_version(empty_database):
     migrate(empty_database.url, "upgrade", "head")
-    assert {"users", "uq_users_email_lower"} <= objects_besides_alembic_version(empty_database)
+    indexes = {"uq_users_email_lower", "uq_groups_name_lower", "ix_memberships_user_id_group_id"}
+    assert TABLES | indexes <= objects_besides_alembic_version(empty_database)
 
     migrate(empty_database.url, "downgrade", "base")
 

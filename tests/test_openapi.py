@@ -1,7 +1,10 @@
 """GET /openapi.json describes exactly what the service serves."""
 
+import re
+
 import pytest
 
+from tests.test_groups import GROUP_FIELDS
 from tests.test_users import USER_FIELDS
 
 
@@ -18,7 +21,7 @@ def served_operations(app):
     operations = set()
     for route in introspector.get_category("routes"):
         pattern = route["introspectable"]["pattern"]
-        path = pattern.replace(r"{id:\d{1,19}}", "{id}")
+        path = re.sub(r"\{(\w+):\\d\{1,19\}\}", r"{\1}", pattern)
         for related in route["related"]:
             if related.category_name == "views" and related["request_methods"]:
                 methods = related["request_methods"]
@@ -63,3 +66,11 @@ def test_the_user_schemas_match_the_contract(document):
     schemas = document["components"]["schemas"]
     assert set(schemas["UserOut"]["properties"]) == USER_FIELDS
     assert set(schemas["UserCreate"]["required"]) == {"username", "email"}
+
+
+def test_the_group_and_membership_schemas_match_the_contract(document):
+    schemas = document["components"]["schemas"]
+    assert set(schemas["GroupOut"]["properties"]) == GROUP_FIELDS
+    assert set(schemas["GroupCreate"]["required"]) == {"name"}
+    assert set(schemas["MembershipOut"]["properties"]) == {"group_id", "user_id", "joined_at"}
+    assert set(schemas["UsersBulk"]["required"]) == {"users"}

@@ -5,7 +5,8 @@ concurrent requests, the log lines that reach stderr, the Location that a real H
 makes absolute, and how a server whose database is down answers.
 
 The server runs ``development.ini`` unchanged but for its port, on the session's database
-(``DATABASE_URL``). Its requests really commit, so the module deletes every user at the end.
+(``DATABASE_URL``, the ``server`` fixture). Its requests really commit, so every row is deleted
+at the end.
 """
 
 import re
@@ -15,29 +16,14 @@ from urllib.parse import urlsplit
 import pytest
 
 from bench.server import free_port
-from tests.conftest import delete_all_users
 from tests.realserver import (
     VALID_REQUEST_ID,
     assert_problem,
     call,
     concurrently,
     running_server,
+    unique,
 )
-
-
-@pytest.fixture(scope="module")
-def server(db_url, tmp_path_factory):
-    """The service on the session's (migrated) database; its users are deleted afterwards."""
-    try:
-        with running_server(tmp_path_factory.mktemp("server"), db_url) as running:
-            yield running
-    finally:
-        delete_all_users(db_url)
-
-
-def unique(prefix):
-    """A username nobody has taken yet (the module's server keeps what it commits)."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def new_user(server, **fields):

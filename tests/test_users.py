@@ -1,4 +1,4 @@
-"""The /users contract (README, GET /openapi.json), row by row."""
+"""The /users contract, row by row."""
 
 import pytest
 from sqlalchemy import event

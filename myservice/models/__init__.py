@@ -1,6 +1,23 @@
 """The tables. Import models from here so that every mapper is configured."""
 
-from .meta import MAX_ID, Base
-from .user import User, insert_user, taken_fields
+from .group import Group, Membership
+from .membership import KEY_SHARE, GroupFull, add_member, delete_user, remove_member
+from .meta import MAX_ID, Base, insert_new, select_by_id
+from .user import User, clashes, insert_users
 
-__all__ = ["MAX_ID", "Base", "User", "insert_user", "taken_fields"]
+__all__ = [
+    "KEY_SHARE",
+    "MAX_ID",
+    "Base",
+    "Group",
+    "GroupFull",
+    "Membership",
+    "User",
+    "add_member",
+    "clashes",
+    "delete_user",
+    "insert_new",
+    "insert_users",
+    "remove_member",
+    "select_by_id",
+]

@@ -1,10 +1,23 @@
 """The declarative base, its naming convention and the column types every table shares."""
 
+import functools
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Integer,
+    MetaData,
+    bindparam,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from ..db import mark_changed
 
 # Stable constraint names: migrations can refer to them, and errors can be told apart by them.
 NAMING_CONVENTION = {
@@ -56,3 +69,63 @@ def utcnow():
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Versioned:
+    """A resource's timestamps and version: ``version`` starts at 1 and counts changes.
+
+    Every UPDATE and DELETE says "WHERE version = <the version we read>": a concurrent change
+    makes it match no row, and SQLAlchemy raises StaleDataError, which zope.sqlalchemy reports
+    as retryable, so pyramid_retry replays the request on fresh data.
+    """
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime,
+        default=lambda context: context.get_current_parameters()["created_at"],
+        onupdate=utcnow,
+    )
+    version: Mapped[int] = mapped_column()
+
+    @declared_attr.directive
+    def __mapper_args__(cls):
+        return {"version_id_col": cls.__table__.c.version}
+
+
+@functools.cache
+def select_by_id(table):
+    """``SELECT * FROM table WHERE id = :id``, built once: SQLAlchemy then finds its compiled
+    form without building the statement and its cache key again on every request."""
+    return select(table).where(table.c.id == bindparam("id"))
+
+
+@functools.cache
+def _insert_or_nothing(table, dialect_name):
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect_name]
+    return insert(table).on_conflict_do_nothing().returning(*table.c)
+
+
+def insert_new(session: Session, model, values: dict):
+    """Insert one ``model`` row and return it (a row, not an entity), or ``None`` when one of its
+    unique values is taken, by a committed row or by a concurrent insert that then commits.
+
+    ``INSERT ... ON CONFLICT DO NOTHING RETURNING *`` (PostgreSQL and SQLite): a taken value
+    returns no row instead of raising, so the transaction stays usable. Core, not the unit of
+    work, which cost three times the statement; zope.sqlalchemy does not see Core writes,
+    hence ``mark_changed``.
+    """
+    statement = _insert_or_nothing(model.__table__, session.get_bind().dialect.name)
+    row = session.execute(statement, {**values, "version": 1}).first()
+    mark_changed(session)
+    return row
+
+
+def held_elsewhere(session: Session, conditions: dict[str, ColumnElement[bool]], other_than=None):
+    """The names of ``conditions`` that some row satisfies, in one query; ``other_than`` (a
+    condition such as ``User.id != 7``, or None) leaves the row being saved out."""
+    query = select(*conditions.values()).where(or_(*conditions.values()))
+    if other_than is not None:
+        query = query.where(other_than)
+    with session.no_autoflush:
+        rows = session.execute(query).all()
+    return [name for n, name in enumerate(conditions) if any(row[n] for row in rows)]

@@ -1,74 +1,76 @@
-from datetime import datetime
+from collections.abc import Sequence
 
-from sqlalchemy import Index, String, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Index, String, func, insert, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from ..db import mark_changed
-from .meta import Base, BigId, UTCDateTime, utcnow
+from .meta import Base, BigId, Versioned, held_elsewhere, utcnow
 
 
-class User(Base):
+class User(Versioned, Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    username: Mapped[str] = mapped_column(String(32), unique=True)  # stored lower-cased
+    # Stored lower-cased. Unique and given for every new row, so it matches the rows RETURNING
+    # gives back to the rows of a multi-row INSERT: SQLite, which does not keep RETURNING in
+    # order, needs no statement per row either.
+    username: Mapped[str] = mapped_column(String(32), unique=True, insert_sentinel=True)
     email: Mapped[str] = mapped_column(String(254))  # as given; unique case-insensitively
     full_name: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime,
-        default=lambda context: context.get_current_parameters()["created_at"],
-        onupdate=utcnow,
-    )
-    version: Mapped[int] = mapped_column()
 
     __table_args__ = (
         Index("uq_users_email_lower", func.lower(email), unique=True),
         {"sqlite_autoincrement": True},  # never reuse a deleted user's id
     )
-    # Every UPDATE and DELETE says "WHERE version = <the version we read>": a concurrent
-    # change makes it match no row, and SQLAlchemy raises StaleDataError, which
-    # zope.sqlalchemy reports as retryable, so pyramid_retry replays the request on fresh data.
-    __mapper_args__ = {"version_id_col": version}
+    #: The fields no two users may share.
+    unique_fields = ("username", "email")
+
+    def taken(self, session: Session) -> dict[str, str]:
+        """This user's username and email where another user holds them, compared the way
+        the unique indexes compare them (email through SQL ``lower()``)."""
+        held = held_elsewhere(
+            session,
+            {
+                "username": User.username == self.username,
+                "email": func.lower(User.email) == func.lower(self.email),
+            },
+            other_than=None if self.id is None else User.id != self.id,
+        )
+        return {name: getattr(self, name) for name in held}
 
 
-def taken_fields(session: Session, username: str, email: str, *, other_than: int | None = None):
-    """The values of ``username`` and ``email`` that a user other than ``other_than`` holds.
+def clashes(session: Session, users: Sequence[dict]) -> dict[int, str]:
+    """For each new user (``username``, ``email``) that cannot be stored: its index and the
+    field (``username`` first) that a stored user or an earlier new user already holds.
 
-    Compared the way the unique indexes compare them (email through SQL ``lower()``).
+    A user that clashes holds nothing: a later one with the same email is not its duplicate.
+    Emails are compared lower-cased, as the unique index compares them.
     """
-    same_username = User.username == username
-    same_email = func.lower(User.email) == func.lower(email)
-    query = select(same_username, same_email).where(or_(same_username, same_email))
-    if other_than is not None:
-        query = query.where(User.id != other_than)
-    with session.no_autoflush:
-        holders = session.execute(query).all()
-    taken = {}
-    if any(holder[0] for holder in holders):
-        taken["username"] = username
-    if any(holder[1] for holder in holders):
-        taken["email"] = email
-    return taken
+    usernames = {user["username"] for user in users}
+    emails = {user["email"].lower() for user in users}
+    stored = session.execute(
+        select(User.username, func.lower(User.email)).where(
+            or_(User.username.in_(usernames), func.lower(User.email).in_(emails))
+        )
+    ).all()
+    held = {"username": {row[0] for row in stored}, "email": {row[1] for row in stored}}
+    found = {}
+    for index, user in enumerate(users):
+        values = {"username": user["username"], "email": user["email"].lower()}
+        field = next((name for name, value in values.items() if value in held[name]), None)
+        if field is not None:
+            found[index] = field
+            continue
+        for name, value in values.items():
+            held[name].add(value)
+    return found
 
 
-#: ``INSERT ... ON CONFLICT DO NOTHING RETURNING *`` per dialect: a taken username or email
-#: makes it return no row instead of raising, so the transaction stays usable.
-_INSERT_USER = {
-    name: insert(User.__table__).on_conflict_do_nothing().returning(*User.__table__.c)
-    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-}
-
-
-def insert_user(session: Session, values: dict):
-    """Insert a user in one statement and return its row, or ``None`` when the username or email
-    is taken (by a committed user, or by a concurrent insert that then commits).
-
-    Core, not the unit of work: an INSERT needs no identity map, and the flush cost three times
-    as much as the statement. zope.sqlalchemy does not see Core writes, hence ``mark_changed``.
-    """
-    statement = _INSERT_USER[session.get_bind().dialect.name]
-    user = session.execute(statement, {**values, "version": 1}).first()
-    mark_changed(session)
-    return user
+def insert_users(session: Session, users: Sequence[dict]) -> list[User]:
+    """Store new users (fields as validated by the create schema) with one multi-row INSERT
+    ... RETURNING, and return them in the order given."""
+    if not users:
+        return []
+    now = utcnow()
+    rows = [{**user, "created_at": now, "updated_at": now, "version": 1} for user in users]
+    statement = insert(User).returning(User, sort_by_parameter_order=True)
+    return list(session.scalars(statement, rows))

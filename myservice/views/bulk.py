@@ -1,0 +1,85 @@
+"""POST /users/bulk: many users in one transaction, all or nothing."""
+
+from pydantic import BaseModel
+from pyramid.httpexceptions import HTTPConflict
+from pyramid.view import view_config
+from sqlalchemy.exc import IntegrityError
+from zope.sqlalchemy import mark_changed
+
+from ..models import clashes, insert_users
+from ..problems import ConflictInBody, InvalidBody
+from ..validation import Body, json_body, validate
+from .users import UserCreate, UserOut
+
+
+class UsersBulk(Body):
+    users: list[UserCreate]
+
+
+class UsersCreated(BaseModel):
+    items: list[UserOut]
+
+
+@view_config(route_name="users_bulk", request_method="POST", renderer="json")
+def create_users(request):
+    """201 with every user, in request order; or 409/422 naming the first bad one, and none
+    is created."""
+    users = parse(request)
+    session = request.dbsession
+    check_clashes(request, users)
+    try:
+        with session.begin_nested():  # an IntegrityError leaves the transaction usable
+            created = insert_users(session, users)
+    except IntegrityError:  # a concurrent request took a username or email after our check
+        check_clashes(request, users)  # names the user it took (it has committed by now)
+        raise HTTPConflict("a username or email of this batch was taken meanwhile") from None
+    # The ORM INSERT is noticed by zope.sqlalchemy, but say it outright: a write it does not
+    # notice is rolled back at the end of the request, silently.
+    mark_changed(session, request.tm)
+    request.response.status_code = 201
+    return UsersCreated(items=[UserOut.model_validate(user) for user in created])
+
+
+def parse(request):
+    """The users of the body as dicts: counted before anything else is done, then validated;
+    422 points at the first bad user only (``/users/3/email``)."""
+    data = json_body(request)
+    limit = request.registry.settings["myservice.max_bulk"]
+    if (
+        isinstance(data, dict)
+        and isinstance(data.get("users"), list)
+        and len(data["users"]) > limit
+    ):
+        raise InvalidBody([{"pointer": "/users", "detail": f"must hold at most {limit} users"}])
+    try:
+        users = [user.model_dump() for user in validate(data, UsersBulk).users]
+    except InvalidBody as error:
+        raise InvalidBody(first_item_errors(error.errors)) from None
+    return users
+
+
+def check_clashes(request, users):
+    """409 naming the first user whose username or email is taken, by a stored user or by an
+    earlier user of the batch."""
+    found = clashes(request.dbsession, users)
+    if found:
+        index = min(found)
+        field = found[index]
+        raise ConflictInBody(
+            [{"pointer": f"/users/{index}/{field}", "detail": f"{field} is taken"}],
+            f"user {index}: {field} '{users[index][field]}' is taken",
+        )
+
+
+def first_item_errors(errors):
+    """The errors of the first bad user (all of them when they are not about one user)."""
+    indexes = [int(e["pointer"].split("/")[2]) for e in errors if _item_pointer(e["pointer"])]
+    if len(indexes) < len(errors) or not indexes:
+        return errors
+    first = f"/users/{min(indexes)}"
+    return [e for e in errors if e["pointer"] == first or e["pointer"].startswith(first + "/")]
+
+
+def _item_pointer(pointer):
+    parts = pointer.split("/")
+    return len(parts) > 2 and parts[1] == "users" and parts[2].isdigit()

@@ -1,0 +1,109 @@
+"""/groups: create, list, read, update (JSON merge patch) and delete groups."""
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, Field
+from pyramid.httpexceptions import HTTPConflict, HTTPNoContent
+from pyramid.view import view_config
+from sqlalchemy import func, select
+
+from ..models import Group
+from ..pagination import PageParams, page
+from ..validation import Body, Representation, Text, validate_query
+from .resource import (
+    apply_patch,
+    create,
+    find_for_write,
+    read,
+    read_patch,
+    respond_unless_not_modified,
+)
+
+# -- schemas -------------------------------------------------------------------------------
+
+Name = Annotated[Text, Field(min_length=1, max_length=64)]
+#: ``null`` means the default, ``""`` (as for a user's full_name).
+Description = Annotated[
+    Text, BeforeValidator(lambda value: "" if value is None else value), Field(max_length=500)
+]
+#: ``null`` means no limit.
+MaxMembers = Annotated[int | None, Field(ge=0, le=2**31 - 1)]
+
+
+class GroupCreate(Body):
+    name: Name
+    description: Description = ""
+    max_members: MaxMembers = None
+
+
+class GroupPatch(Body):
+    """A JSON merge patch: absent fields stay as they are; ``max_members: null`` lifts the limit."""
+
+    name: Name = None  # null is invalid: a group always has one
+    description: Description = None
+    max_members: MaxMembers = None
+
+
+class GroupOut(Representation):
+    id: int
+    name: str
+    description: str
+    max_members: int | None
+    member_count: int
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class GroupPage(BaseModel):
+    items: list[GroupOut]
+    next_cursor: str | None
+
+
+class GroupFilters(PageParams):
+    name: Text | None = None
+
+
+# -- views ---------------------------------------------------------------------------------
+
+#: Reads select rows of the table, not entities (see ``resource.read``).
+GROUPS = Group.__table__
+
+
+@view_config(route_name="groups", request_method="POST", renderer="json")
+def create_group(request):
+    return create(request, Group, GroupCreate, GroupOut, "group")
+
+
+@view_config(route_name="groups", request_method="GET", renderer="json")
+def list_groups(request):
+    params = validate_query(request, GroupFilters)
+    query = select(GROUPS)
+    if params.name is not None:
+        query = query.where(func.lower(GROUPS.c.name) == func.lower(params.name))
+    groups, next_cursor = page(request, query, GROUPS.c.id, params)
+    return GroupPage(items=groups, next_cursor=next_cursor)
+
+
+@view_config(route_name="group", request_method="GET", renderer="json")
+def get_group(request):
+    return respond_unless_not_modified(request, read(request, Group), GroupOut)
+
+
+@view_config(route_name="group", request_method="PATCH", renderer="json")
+def update_group(request):
+    group, changes = read_patch(request, Group, GroupPatch)  # locked: joins and leaves wait
+    limit = changes.get("max_members", group.max_members)
+    if limit is not None and limit < group.member_count:
+        raise HTTPConflict(f"group {group.id} has {group.member_count} members, more than {limit}")
+    return apply_patch(request, group, changes, GroupOut)
+
+
+@view_config(route_name="group", request_method="DELETE")
+def delete_group(request):
+    """Its memberships go with it (ON DELETE CASCADE)."""
+    group = find_for_write(request, Group)
+    request.dbsession.delete(group)
+    request.dbsession.flush()
+    return HTTPNoContent()

@@ -81,6 +81,42 @@ def conflict_at_commit_on_first_attempt(request):
     return {"attempts": len(attempts)}
 
 
+#: Ends this request's own PostgreSQL backend: its connection dies as a database restart would.
+TERMINATE_MY_BACKEND = "SELECT pg_terminate_backend(pg_backend_pid())"
+
+
+def connection_dies_on_first_attempt(request):
+    """The pooled connection dies under a statement, before anything was committed."""
+    attempts = attempts_counter(request)
+    add_user(request, f"died{len(attempts)}")
+    if len(attempts) == 1:
+        request.dbsession.execute(text(TERMINATE_MY_BACKEND))
+    return {"attempts": len(attempts)}
+
+
+def connection_dies_at_commit(request):
+    """The connection dies under the INSERT that the COMMIT flushes (a trigger ends the backend).
+
+    The view leaves its new user unflushed, so the statement runs inside pyramid_tm's commit,
+    after the transaction was handed over: had it reached the database, it might be committed.
+    """
+    attempts_counter(request)
+    session = request.dbsession
+    session.execute(
+        text(
+            "CREATE FUNCTION pg_temp.kill() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"PERFORM ({TERMINATE_MY_BACKEND}); RETURN NULL; END $$"
+        )
+    )
+    session.execute(
+        text(
+            "CREATE TRIGGER kill AFTER INSERT ON users FOR EACH ROW EXECUTE FUNCTION pg_temp.kill()"
+        )
+    )
+    session.add(User(username="in-doubt", email="in-doubt@example.com"))
+    return {"ok": True}
+
+
 def stale_on_first_attempt(request):
     """A lost race of a versioned UPDATE, as SQLAlchemy reports it (any database)."""
     attempts = attempts_counter(request)
@@ -126,6 +162,8 @@ TEST_VIEWS = {
     "/test/conflict-every-time": conflict_every_time,
     "/test/conflict-at-commit": conflict_at_commit_on_first_attempt,
     "/test/stale-on-first-attempt": stale_on_first_attempt,
+    "/test/connection-dies": connection_dies_on_first_attempt,
+    "/test/connection-dies-at-commit": connection_dies_at_commit,
     "/test/fail-at-commit": fail_at_commit,
     "/test/raw-write-unmarked": raw_write_unmarked,
 }
@@ -296,6 +334,26 @@ def test_a_conflict_on_every_attempt_ends_in_503_not_500(client, engine, real_ap
     assert response.headers["Retry-After"]
     assert real_app.registry["test_attempts"] == [0, 1, 2]  # retry.attempts = 3
     assert usernames(engine) == []
+    assert engine.pool.checkedout() == 0
+
+
+def test_a_connection_that_dies_under_a_statement_is_replayed_on_a_fresh_one(
+    client, engine, real_app, postgres_only
+):
+    response = client.post("/test/connection-dies", status=200)
+    assert response.json == {"attempts": 2}
+    assert usernames(engine) == ["died2"]  # the first attempt's write died with its backend
+    assert engine.pool.checkedout() == 0
+
+
+def test_a_connection_that_dies_at_commit_is_a_503_and_never_replayed(
+    client, engine, real_app, postgres_only
+):
+    response = client.post("/test/connection-dies-at-commit", status=503)
+    assert response.content_type == "application/problem+json"
+    assert response.headers["Retry-After"]
+    assert real_app.registry["test_attempts"] == [0]  # the write may have happened: no replay
+    assert usernames(engine) == []  # here it had not: the backend died before committing
     assert engine.pool.checkedout() == 0
 
 

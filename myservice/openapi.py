@@ -9,6 +9,7 @@ import pydantic_core
 from pydantic.json_schema import models_json_schema
 from pyramid.response import Response
 
+from .changes import ChangePage
 from .views.users import UserCreate, UserOut, UserPage, UserPatch
 
 REF = "#/components/schemas/{model}"
@@ -67,6 +68,23 @@ def _body(name, *media_types):
 
 
 PATHS = {
+    "/changes": {
+        "get": {
+            "summary": "Every committed change after a seq, oldest first, in commit order",
+            "parameters": [
+                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                },
+            ],
+            "responses": {
+                "200": {"description": "a page", **_json("ChangePage")},
+                **_problems(400),
+            },
+        },
+    },
     "/health": {
         "get": {"summary": "The process is up", "responses": {"200": {"description": "ok"}}},
     },
@@ -130,6 +148,7 @@ PATHS = {
 def openapi_document():
     _, schemas = models_json_schema(
         [
+            (ChangePage, "serialization"),
             (UserCreate, "validation"),
             (UserPatch, "validation"),
             (UserOut, "serialization"),

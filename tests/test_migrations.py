@@ -27,6 +27,9 @@ from tests.conftest import DEVELOPMENT_INI, migrate, short_lived_engine
 #: SAWarning that pyproject.toml lets through instead of turning it into an error.
 SQLITE_INDEX_WARNING = "Skipped unsupported reflection of expression-based index"
 
+#: Every table of the models, by name.
+TABLES = {"users", "changes", "feed_counter"}
+
 
 @dataclass
 class Database:
@@ -107,7 +110,7 @@ def test_upgrade_head_on_an_empty_database_yields_exactly_the_models_schema(empt
 
     migrate(empty_database.url, "upgrade", "head")
 
-    assert table_names(empty_database) == {"alembic_version", "users"}
+    assert table_names(empty_database) == {"alembic_version", *TABLES}
     assert schema_diff(empty_database) == []
     if empty_database.is_sqlite:  # a table option that compare_metadata does not look at
         [(sql,)] = query(empty_database.url, "SELECT sql FROM sqlite_master WHERE name = 'users'")
@@ -116,6 +119,12 @@ def test_upgrade_head_on_an_empty_database_yields_exactly_the_models_schema(empt
     assert query(empty_database.url, "SELECT version_num FROM alembic_version") == [
         (head_revision(),)
     ]
+
+
+def test_upgrade_head_starts_the_change_feed_counter_at_zero(empty_database):
+    migrate(empty_database.url, "upgrade", "head")
+
+    assert query(empty_database.url, "SELECT id, seq FROM feed_counter") == [(1, 0)]
 
 
 def test_upgrade_head_creates_the_unique_lower_email_index(empty_database):
@@ -168,7 +177,7 @@ def test_on_postgresql_alembic_migrates_the_schema_that_the_url_selects(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = :schema",
         schema=empty_database.schema,
     )
-    assert {name for (name,) in rows} == {"alembic_version", "users"}
+    assert {name for (name,) in rows} == {"alembic_version", *TABLES}
 
 
 def test_downgrade_base_leaves_no_table_but_alembic_version(empty_database):

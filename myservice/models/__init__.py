@@ -1,6 +1,15 @@
 """The tables. Import models from here so that every mapper is configured."""
 
+from .change import Change, FeedCounter
 from .meta import MAX_ID, Base
 from .user import User, insert_user, taken_fields
 
-__all__ = ["MAX_ID", "Base", "User", "insert_user", "taken_fields"]
+__all__ = [
+    "MAX_ID",
+    "Base",
+    "Change",
+    "FeedCounter",
+    "User",
+    "insert_user",
+    "taken_fields",
+]

@@ -18,6 +18,7 @@ from pyramid.view import view_config
 from sqlalchemy import bindparam, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 
+from ..changes import record_change
 from ..models import MAX_ID, User, insert_user, taken_fields
 from ..pagination import PageParams, page
 from ..validation import JSON_OR_MERGE_PATCH, Text, validate_body, validate_query
@@ -113,7 +114,9 @@ def create_user(request):
     request.response.status_code = 201
     request.response.location = request.route_path("user", id=user.id)
     request.response.etag = str(user.version)
-    return UserOut.model_validate(user)
+    created = UserOut.model_validate(user)
+    record_change(request, "user.created", request.response.location, created)
+    return created
 
 
 @view_config(route_name="users", request_method="GET", renderer="json")
@@ -142,11 +145,15 @@ def update_user(request):
     user = find_user(request, for_update=True)
     check_if_match(request, user)
     changes = validate_body(request, UserPatch, JSON_OR_MERGE_PATCH).model_dump(exclude_unset=True)
+    version = user.version
     for name, value in changes.items():
         setattr(user, name, value)
     save(request, user)
     request.response.etag = str(user.version)
-    return UserOut.model_validate(user)
+    updated = UserOut.model_validate(user)
+    if user.version != version:  # a patch that changes nothing is no change
+        record_change(request, "user.updated", request.route_path("user", id=user.id), updated)
+    return updated
 
 
 @view_config(route_name="user", request_method="DELETE")
@@ -155,6 +162,7 @@ def delete_user(request):
     check_if_match(request, user)
     request.dbsession.delete(user)
     request.dbsession.flush()
+    record_change(request, "user.deleted", request.route_path("user", id=user.id))
     return HTTPNoContent()
 
 

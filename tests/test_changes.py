@@ -1,0 +1,371 @@
+"""The change feed, GET /changes: every committed write exactly once, in commit order; nothing
+from a request that did not commit.
+
+In-process tests use ``testapp`` (each request commits on a SAVEPOINT of one rolled-back
+connection); those that need requests which really fail, retry or commit build the app with a
+few extra views, or run the real server.
+"""
+
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import webtest
+from pyramid.httpexceptions import HTTPBadRequest
+from sqlalchemy.orm.exc import StaleDataError
+
+from myservice.changes import record_change
+from myservice.models import insert_user
+from tests.conftest import app_with_views
+from tests.realserver import CLIENT_TIMEOUT, call, concurrently
+from tests.test_server import server  # noqa: F401 (the fixture: pserve on the suite's db)
+from tests.test_users import ADA, assert_problem, create, executed_sql  # noqa: F401
+
+
+def feed(testapp, after=0, limit=1000):
+    return testapp.get("/changes", {"after": after, "limit": limit}).json["items"]
+
+
+def assert_no_change_after(testapp, after):
+    assert testapp.get("/changes", {"after": after}).json == {"items": [], "next_after": after}
+
+
+# -- every user change ---------------------------------------------------------------------
+
+
+def test_creating_a_user_appends_user_created_with_the_user_as_get_shows_it(testapp):
+    response = testapp.post_json("/users", ADA, status=201)
+
+    [change] = feed(testapp)
+    assert change["type"] == "user.created"
+    assert change["resource"] == f"/users/{response.json['id']}"
+    assert change["data"] == response.json == testapp.get(change["resource"]).json
+    assert change["seq"] == 1
+    assert change["at"].endswith("Z")
+
+
+def test_patching_a_user_appends_user_updated_with_the_user_after_the_patch(testapp):
+    user = create(testapp).json
+    patched = testapp.patch_json(f"/users/{user['id']}", {"full_name": "Grace Hopper"}).json
+
+    created, updated = feed(testapp)
+    assert (created["type"], created["data"]) == ("user.created", user)
+    assert updated["type"] == "user.updated"
+    assert updated["resource"] == f"/users/{user['id']}"
+    assert updated["data"] == patched
+    assert updated["data"]["version"] == 2
+
+
+def test_a_patch_through_a_zero_padded_url_names_the_canonical_resource(testapp):
+    user = create(testapp).json
+    testapp.patch_json(f"/users/000{user['id']}", {"full_name": "x"})
+
+    assert feed(testapp)[-1]["resource"] == f"/users/{user['id']}"
+
+
+def test_a_patch_that_changes_nothing_appends_no_change(testapp):
+    user = create(testapp).json
+    [created] = feed(testapp)
+
+    testapp.patch_json(f"/users/{user['id']}", {"username": user["username"]})
+
+    assert_no_change_after(testapp, created["seq"])
+
+
+def test_deleting_a_user_appends_user_deleted_with_null_data(testapp):
+    user = create(testapp).json
+    testapp.delete(f"/users/{user['id']}", status=204)
+
+    deleted = feed(testapp)[-1]
+    assert deleted["type"] == "user.deleted"
+    assert deleted["resource"] == f"/users/{user['id']}"
+    assert deleted["data"] is None
+
+
+def test_record_change_refuses_a_type_the_feed_does_not_have():
+    with pytest.raises(ValueError, match=r"user\.renamed"):
+        record_change(None, "user.renamed", "/users/1")
+
+
+# -- reading the feed ----------------------------------------------------------------------
+
+
+def test_changes_come_oldest_first_numbered_from_one_without_gaps(testapp):
+    users = [create(testapp, username=f"user{n}", email=f"u{n}@example.com").json for n in range(3)]
+    testapp.delete(f"/users/{users[1]['id']}", status=204)
+
+    changes = feed(testapp)
+    assert [change["seq"] for change in changes] == [1, 2, 3, 4]
+    assert [change["type"] for change in changes] == ["user.created"] * 3 + ["user.deleted"]
+    assert [change["resource"] for change in changes] == [
+        f"/users/{user['id']}" for user in [*users, users[1]]
+    ]
+    assert all(set(change) == {"seq", "at", "type", "resource", "data"} for change in changes)
+
+
+def test_next_after_is_the_last_seq_of_the_page_or_after_itself_when_the_page_is_empty(testapp):
+    for n in range(3):
+        create(testapp, username=f"user{n}", email=f"u{n}@example.com")
+
+    assert testapp.get("/changes?limit=2").json["next_after"] == 2
+    assert testapp.get("/changes?after=2").json["next_after"] == 3
+    assert testapp.get("/changes?after=3").json == {"items": [], "next_after": 3}
+    assert testapp.get("/changes?after=1000").json == {"items": [], "next_after": 1000}
+
+
+def test_polling_with_next_after_visits_every_change_exactly_once(testapp):
+    for n in range(7):
+        create(testapp, username=f"user{n}", email=f"u{n}@example.com")
+    seen, after = [], 0
+    for _ in range(10):  # bounded: 7 changes in pages of 3 take 4 polls
+        page = testapp.get("/changes", {"after": after, "limit": 3}).json
+        assert len(page["items"]) <= 3
+        seen += page["items"]
+        if not page["items"]:
+            break
+        after = page["next_after"]
+    assert [change["seq"] for change in seen] == list(range(1, 8))
+
+
+def test_after_defaults_to_zero_and_limit_to_100(testapp):
+    for n in range(101):
+        create(testapp, username=f"user{n:03}", email=f"u{n}@example.com")
+
+    page = testapp.get("/changes").json
+    assert [change["seq"] for change in page["items"]] == list(range(1, 101))
+    assert page["next_after"] == 100
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("after=-1", "after"),
+        ("after=abc", "after"),
+        ("after=1.5", "after"),
+        ("after=", "after"),
+        ("after=9223372036854775808", "after"),
+        ("after=1&after=2", "after"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=x", "limit"),
+        ("limit=1&limit=2", "limit"),
+    ],
+)
+def test_a_bad_after_or_limit_is_400_naming_it(testapp, query, parameter):
+    problem = assert_problem(testapp.get(f"/changes?{query}", status=400), 400)
+    assert [error["parameter"] for error in problem["errors"]] == [parameter]
+    assert all(error["detail"] for error in problem["errors"])
+
+
+def test_limit_1000_is_allowed(testapp):
+    assert testapp.get("/changes?limit=1000").json == {"items": [], "next_after": 0}
+
+
+def test_a_poll_is_one_range_scan_of_seq_and_counts_nothing(testapp, executed_sql):  # noqa: F811
+    create(testapp)
+    executed_sql.clear()
+
+    testapp.get("/changes?after=1")
+
+    [statement] = [s for s, _ in executed_sql if "SAVEPOINT" not in s]  # the tests' own
+    assert statement.lstrip().upper().startswith("SELECT")
+    assert "changes.seq >" in statement and "ORDER BY changes.seq" in statement
+    assert "LIMIT" in statement.upper() and "COUNT(" not in statement.upper()
+
+
+# -- nothing from a request that did not commit --------------------------------------------
+
+
+def test_rejected_writes_of_every_kind_append_no_change(testapp):
+    create(testapp, username="taken", email="taken@example.com")
+    user = create(testapp).json
+    url = f"/users/{user['id']}"
+    [_, last] = feed(testapp)
+
+    testapp.post_json("/users", {"username": "taken", "email": "new@example.com"}, status=409)
+    testapp.post_json("/users", {"username": "!"}, status=422)
+    testapp.post("/users", b"{", content_type="application/json", status=400)
+    testapp.post("/users", b"{}", content_type="text/plain", status=415)
+    testapp.patch_json(url, {"username": "taken"}, status=409)
+    testapp.patch_json(url, {"email": "bad"}, status=422)
+    testapp.patch_json(url, {"full_name": "x"}, headers={"If-Match": '"9"'}, status=412)
+    testapp.patch_json("/users/999999", {"full_name": "x"}, status=404)
+    testapp.delete(url, headers={"If-Match": '"9"'}, status=412)
+    testapp.delete("/users/999999", status=404)
+
+    assert_no_change_after(testapp, last["seq"])
+
+
+def attempts(request):
+    """The attempts this app has made at the request's path so far, this one included."""
+    made = request.registry.setdefault("attempts", Counter())
+    made[request.path] += 1
+    return made[request.path]
+
+
+def create_and_record(request, attempt):
+    """A real write and its change, as a view makes them."""
+    name = f"{request.path.strip('/').replace('/', '-')}-{attempt}"
+    row = insert_user(request.dbsession, {"username": name, "email": f"{name}@example.com"})
+    record_change(request, "user.created", f"/users/{row.id}", {"id": row.id, "username": name})
+    return row
+
+
+def record_then_raise(request):
+    create_and_record(request, attempts(request))
+    raise RuntimeError("boom")
+
+
+def record_then_return_400(request):
+    create_and_record(request, attempts(request))
+    return HTTPBadRequest("returned, not raised")
+
+
+def record_then_conflict_on_the_first_attempt(request):
+    attempt = attempts(request)
+    row = create_and_record(request, attempt)
+    if attempt == 1:
+        raise StaleDataError("a concurrent change: replay the request")
+    return {"id": row.id}
+
+
+def record_then_conflict_every_time(request):
+    create_and_record(request, attempts(request))
+    raise StaleDataError("a concurrent change, on every attempt")
+
+
+FAILING_VIEWS = {
+    "/test/raise": record_then_raise,
+    "/test/return-400": record_then_return_400,
+    "/test/conflict-once": record_then_conflict_on_the_first_attempt,
+    "/test/conflict-always": record_then_conflict_every_time,
+}
+
+
+@pytest.fixture
+def client(app_settings, empty_tables):
+    """The service with views that record a change and then fail; its requests really commit."""
+    return webtest.TestApp(app_with_views(app_settings, FAILING_VIEWS))
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/test/raise", 500), ("/test/return-400", 400), ("/test/conflict-always", 503)],
+)
+def test_a_request_that_records_a_change_and_then_fails_appends_none(client, path, status):
+    client.post(path, status=status)
+
+    assert_no_change_after(client, 0)
+    assert client.get("/users").json["items"] == []
+
+
+def test_a_replayed_attempt_appends_only_the_changes_of_the_attempt_that_committed(client):
+    response = client.post("/test/conflict-once", status=200)
+
+    [change] = feed(client)
+    assert change["seq"] == 1
+    assert change["resource"] == f"/users/{response.json['id']}"
+    assert change["data"]["username"] == "test-conflict-once-2"  # the second attempt's
+
+
+# -- many writers, one reader, a real server -----------------------------------------------
+
+WRITERS = 8
+OPS_PER_WRITER = 40  # bounded in count ...
+WRITING_SECONDS = 4  # ... and in time
+MAX_POLLS = 20_000  # the reader's bound; it stops long before
+
+
+def expected_change(method, path, reply):
+    """The change a successful write must have appended."""
+    if method == "POST":
+        return ("user.created", f"/users/{reply.json()['id']}", reply.json())
+    if method == "PATCH":
+        return ("user.updated", path, reply.json())
+    return ("user.deleted", path, None)
+
+
+def write(service, writer, deadline):
+    """Create users, patch each twice, delete every other one: the changes it committed."""
+    committed, path = [], None
+    for op in range(OPS_PER_WRITER):
+        if time.monotonic() > deadline:
+            break
+        step = op % 4
+        if step == 0:
+            name = f"w{writer}-{op}-{time.monotonic_ns()}"
+            method, url, body = "POST", "/users", {"username": name, "email": f"{name}@x.org"}
+        elif step < 3:
+            method, url, body = "PATCH", path, {"full_name": f"writer {writer} op {op}"}
+        elif op % 8 == 3:
+            method, url, body = "DELETE", path, None
+        else:
+            continue  # this user is kept, so the final state has users in it
+        reply = call(service, method, url, body)
+        assert 200 <= reply.status < 300, (method, url, reply.status, reply.body)
+        if method == "POST":
+            path = f"/users/{reply.json()['id']}"
+        committed.append(expected_change(method, url, reply))
+    return committed
+
+
+def follow(service, after, writers_done):
+    """Poll with ``after`` = the last seq seen, until the writers are done and the feed is read."""
+    seen = []
+    for _ in range(MAX_POLLS):
+        finished = writers_done.is_set()  # before the poll: then the poll sees every commit
+        reply = call(service, "GET", f"/changes?after={after}&limit=7")
+        assert reply.status == 200, reply.body
+        page = reply.json()
+        for change in page["items"]:
+            assert change["seq"] > after, "a change appeared below one already seen"
+            after = change["seq"]
+            seen.append(change)
+        assert page["next_after"] == after
+        if finished and not page["items"]:
+            return seen
+    raise AssertionError(f"still reading the feed after {MAX_POLLS} polls")
+
+
+def test_a_reader_polling_with_after_sees_every_commit_of_concurrent_writers_exactly_once(
+    server,  # noqa: F811
+):
+    writers_done = threading.Event()
+    writers_done.set()  # for now: read to the head
+    earlier = follow(server, 0, writers_done)
+    start = earlier[-1]["seq"] if earlier else 0
+    writers_done.clear()
+    deadline = time.monotonic() + WRITING_SECONDS
+
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        reading = reader.submit(follow, server, start, writers_done)
+        try:
+            committed = concurrently(lambda w: write(server, w, deadline), range(WRITERS))
+        finally:
+            writers_done.set()
+        seen = reading.result(timeout=CLIENT_TIMEOUT * 10)
+
+    expected = [change for changes in committed for change in changes]
+    assert len(expected) >= WRITERS * 2  # the writers really wrote concurrently for a while
+    # Every seq once, none skipped: the reader missed nothing and saw nothing twice ...
+    assert [change["seq"] for change in seen] == list(range(start + 1, start + 1 + len(seen)))
+    # ... and what it saw is exactly what the writers were told they committed.
+    assert Counter(repr((c["type"], c["resource"], c["data"])) for c in seen) == Counter(
+        repr(change) for change in expected
+    )
+
+    # Replaying the feed rebuilds the final state of every user the writers touched.
+    state = {}
+    for change in seen:
+        if change["type"] == "user.deleted":
+            del state[change["resource"]]
+        else:
+            state[change["resource"]] = change["data"]
+    for resource in {change["resource"] for change in seen}:
+        reply = call(server, "GET", resource)
+        assert (reply.status, reply.json() if reply.status == 200 else None) == (
+            (200, state[resource]) if resource in state else (404, None)
+        )
+    assert state  # some users survived, so the comparison above compared data

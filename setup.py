@@ -37,5 +37,6 @@ setup(
     extras_require={"testing": tests_require},
     entry_points={
         "paste.app_factory": ["main = myservice:main"],
+        "console_scripts": ["myservice-purge = myservice.purge:main"],
     },
 )

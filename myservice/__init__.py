@@ -20,5 +20,6 @@ def includeme(config):
     config.include(".pagination")  # signed keyset cursors
     config.include(".routes")
     config.include(".changes")  # GET /changes, and the changes every write appends
+    config.include(".idempotency")  # Idempotency-Key on POSTs: its setting
     config.scan(".views")
     config.include(".openapi")  # GET /openapi.json

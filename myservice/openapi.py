@@ -30,6 +30,7 @@ PROBLEM = {
                 "properties": {
                     "pointer": {"type": "string", "description": "RFC 6901 pointer into the body"},
                     "parameter": {"type": "string", "description": "a query parameter"},
+                    "header": {"type": "string", "description": "a request header"},
                     "detail": {"type": "string"},
                 },
             },
@@ -58,6 +59,13 @@ PAGE = [
 ]
 IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string"}}
 IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "description": "a repeat with the same key and body replays the first response; "
+    "the same key with another body is 422",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
+}
 
 
 def _body(name, *media_types):
@@ -100,6 +108,7 @@ PATHS = {
     "/users": {
         "post": {
             "summary": "Create a user",
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": _body("UserCreate"),
             "responses": {
                 "201": {"description": "created", **_json("UserOut")},

@@ -68,6 +68,7 @@ def delete_all_users(url):
         connection.execute(text("DELETE FROM users"))
         connection.execute(text("DELETE FROM changes"))
         connection.execute(text("UPDATE feed_counter SET seq = 0"))
+        connection.execute(text("DELETE FROM idempotency_keys"))
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from tests.conftest import DEVELOPMENT_INI, migrate, short_lived_engine
 SQLITE_INDEX_WARNING = "Skipped unsupported reflection of expression-based index"
 
 #: Every table of the models, by name.
-TABLES = {"users", "changes", "feed_counter"}
+TABLES = {"users", "changes", "feed_counter", "idempotency_keys"}
 
 
 @dataclass

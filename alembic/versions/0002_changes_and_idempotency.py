@@ -40,7 +40,24 @@ def upgrade():
     )
     op.bulk_insert(counter, [{"id": 1, "seq": 0}])
 
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=True),
+        sa.Column("headers", sa.JSON(), nullable=True),
+        sa.Column("body", sa.LargeBinary(), nullable=True),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_idempotency_keys")),
+    )
+    # Expired keys are found (purged, oldest first) through this index, never by a scan.
+    op.create_index(
+        op.f("ix_idempotency_keys_expires_at"), "idempotency_keys", ["expires_at"]
+    )
+
 
 def downgrade():
+    op.drop_index(op.f("ix_idempotency_keys_expires_at"), table_name="idempotency_keys")
+    op.drop_table("idempotency_keys")
     op.drop_table("feed_counter")
     op.drop_table("changes")

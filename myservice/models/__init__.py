@@ -1,6 +1,7 @@
 """The tables. Import models from here so that every mapper is configured."""
 
 from .change import Change, FeedCounter
+from .idempotency import IdempotencyKey
 from .meta import MAX_ID, Base
 from .user import User, insert_user, taken_fields
 
@@ -9,6 +10,7 @@ __all__ = [
     "Base",
     "Change",
     "FeedCounter",
+    "IdempotencyKey",
     "User",
     "insert_user",
     "taken_fields",

@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from ..changes import record_change
+from ..idempotency import idempotent
 from ..models import MAX_ID, User, insert_user, taken_fields
 from ..pagination import PageParams, page
 from ..validation import JSON_OR_MERGE_PATCH, Text, validate_body, validate_query
@@ -104,7 +105,7 @@ class UserFilters(PageParams):
 # -- views ---------------------------------------------------------------------------------
 
 
-@view_config(route_name="users", request_method="POST", renderer="json")
+@view_config(route_name="users", request_method="POST", renderer="json", decorator=idempotent)
 def create_user(request):
     data = validate_body(request, UserCreate)
     user = insert_user(request.dbsession, data.model_dump())

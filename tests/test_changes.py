@@ -202,6 +202,14 @@ def test_a_poll_is_one_range_scan_of_seq_and_counts_nothing(testapp, start, exec
     assert "LIMIT" in statement.upper() and "COUNT(" not in statement.upper()
 
 
+def test_openapi_documents_a_change_as_the_feed_returns_it(testapp):
+    schemas = testapp.get("/openapi.json").json["components"]["schemas"]
+
+    assert set(schemas["ChangePage"]["properties"]) == {"items", "next_after"}
+    assert set(schemas["ChangeOut"]["properties"]) == {"seq", "at", "type", "resource", "data"}
+    assert "membership.removed" in schemas["ChangeOut"]["properties"]["type"]["enum"]
+
+
 # -- nothing from a request that did not commit --------------------------------------------
 
 

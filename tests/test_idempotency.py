@@ -232,3 +232,11 @@ def test_concurrent_requests_with_one_new_key_create_one_user_and_all_get_its_re
     assert sum(replayed) == 7  # one request did the work, the others waited and replayed it
     users = call(server, "GET", f"/users?username={name}").json()["items"]
     assert [user["id"] for user in users] == [replies[0].json()["id"]]
+
+
+def test_openapi_documents_the_header_on_post_users(testapp):
+    document = testapp.get("/openapi.json").json
+
+    [header] = document["paths"]["/users"]["post"]["parameters"]
+    assert (header["name"], header["in"]) == ("Idempotency-Key", "header")
+    assert header["schema"]["maxLength"] == 255

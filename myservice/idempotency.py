@@ -50,25 +50,36 @@ def idempotent(view):
         key = request.headers.get(HEADER)
         if key is None:
             return view(context, request)
-        if not VALID_KEY.fullmatch(key):
-            raise InvalidKey()
-        session, now = request.dbsession, utcnow()
-        ttl = request.registry.settings["myservice.idempotency_ttl"]
-        request_fingerprint = fingerprint(request)
-        expires = now + timedelta(seconds=ttl)
-        held = claim_key(session, key, request_fingerprint, now, expires)
+        held = claim(request, key)
         if held is not None:
-            return replay(held, request_fingerprint)
-        purge_expired(session, now, PURGE_PER_CLAIM)
+            return replay(held)
         response = view(context, request)
         if response.status_code < 400:
-            headers = {
+            kept = {
                 name: response.headers[name] for name in KEPT_HEADERS if name in response.headers
             }
-            store_response(session, key, response.status_code, headers, response.body)
+            store_response(request.dbsession, key, response.status_code, kept, response.body)
         return response
 
     return idempotent_view
+
+
+def claim(request, key):
+    """Claim ``key`` for this request and return None, or return the stored row of the same
+    request to replay; 400 for a malformed key, 422 for a key used for another request."""
+    if not VALID_KEY.fullmatch(key):
+        raise InvalidKey()
+    request_fingerprint = fingerprint(request)  # a bad body is refused before any BEGIN
+    session, now = request.dbsession, utcnow()
+    expires = now + timedelta(seconds=request.registry.settings["myservice.idempotency_ttl"])
+    held = claim_key(session, key, request_fingerprint, now, expires)
+    if held is None:
+        purge_expired(session, now, PURGE_PER_CLAIM)
+    elif held.fingerprint != request_fingerprint:
+        raise HTTPUnprocessableEntity(
+            f"this {HEADER} was used for a different request; use a new key for a new request"
+        )
+    return held
 
 
 class InvalidKey(HTTPBadRequest):
@@ -84,12 +95,8 @@ def fingerprint(request):
     return hashlib.sha256(json.dumps([request.method, request.path, body]).encode()).hexdigest()
 
 
-def replay(held, request_fingerprint):
-    """The response stored with ``held``, if it was for the same request; else 422."""
-    if held.fingerprint != request_fingerprint:
-        raise HTTPUnprocessableEntity(
-            f"this {HEADER} was used for a different request; use a new key for a new request"
-        )
+def replay(held):
+    """The response stored with ``held``, marked as replayed."""
     response = Response(body=held.body, status=held.status, headerlist=[], charset=None)
     response.headers.update(held.headers)
     response.headers["Idempotent-Replayed"] = "true"

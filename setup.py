@@ -45,6 +45,9 @@ setup(
     entry_points={
         "paste.app_factory": ["main = myservice:main"],
         "paste.server_runner": ["main = myservice.server:serve"],
-        "console_scripts": ["myservice-import = myservice.importer:main"],
+        "console_scripts": [
+            "myservice-import = myservice.importer:main",
+            "myservice-purge = myservice.purge:main",
+        ],
     },
 )

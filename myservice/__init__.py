@@ -19,5 +19,7 @@ def includeme(config):
     config.include(".rendering")  # JSON responses from pydantic models
     config.include(".pagination")  # signed keyset cursors
     config.include(".routes")
+    config.include(".changes")  # GET /changes, and the changes every write appends
+    config.include(".idempotency")  # Idempotency-Key on POSTs: its setting
     config.scan(".views")
     config.include(".openapi")  # GET /openapi.json

@@ -9,6 +9,7 @@ import pydantic_core
 from pydantic.json_schema import models_json_schema
 from pyramid.response import Response
 
+from .changes import ChangePage
 from .views.bulk import UsersBulk, UsersCreated
 from .views.groups import GroupCreate, GroupOut, GroupPage, GroupPatch
 from .views.memberships import MembershipOut
@@ -32,6 +33,7 @@ PROBLEM = {
                 "properties": {
                     "pointer": {"type": "string", "description": "RFC 6901 pointer into the body"},
                     "parameter": {"type": "string", "description": "a query parameter"},
+                    "header": {"type": "string", "description": "a request header"},
                     "detail": {"type": "string"},
                 },
             },
@@ -61,6 +63,13 @@ PAGE = [
 ]
 IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string"}}
 IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "description": "a repeat with the same key and body replays the first response; "
+    "the same key with another body is 422",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
+}
 
 
 def _body(name, *media_types):
@@ -71,6 +80,23 @@ def _body(name, *media_types):
 
 
 PATHS = {
+    "/changes": {
+        "get": {
+            "summary": "Every committed change after a seq, oldest first, in commit order",
+            "parameters": [
+                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                },
+            ],
+            "responses": {
+                "200": {"description": "a page", **_json("ChangePage")},
+                **_problems(400),
+            },
+        },
+    },
     "/health": {
         "get": {"summary": "The process is up", "responses": {"200": {"description": "ok"}}},
     },
@@ -86,6 +112,7 @@ PATHS = {
     "/users": {
         "post": {
             "summary": "Create a user",
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": _body("UserCreate"),
             "responses": {
                 "201": {"description": "created", **_json("UserOut")},
@@ -131,6 +158,7 @@ PATHS = {
     "/users/bulk": {
         "post": {
             "summary": "Create many users, all or none (at most myservice.max_bulk)",
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": _body("UsersBulk"),
             "responses": {
                 "201": {"description": "created, in request order", **_json("UsersCreated")},
@@ -152,6 +180,7 @@ PATHS = {
     "/groups": {
         "post": {
             "summary": "Create a group",
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": _body("GroupCreate"),
             "responses": {
                 "201": {"description": "created", **_json("GroupOut")},
@@ -225,6 +254,7 @@ PATHS = {
 def openapi_document():
     _, schemas = models_json_schema(
         [
+            (ChangePage, "serialization"),
             (UserCreate, "validation"),
             (UserPatch, "validation"),
             (UserOut, "serialization"),

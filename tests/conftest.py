@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import webtest
+from pyramid.config import Configurator
 from pyramid.paster import get_appsettings
 from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.orm import sessionmaker
@@ -62,10 +63,12 @@ def drop_everything(url):
 
 
 def delete_all_rows(url):
-    """Delete every membership, group and user (in the order the foreign keys allow)."""
+    """Delete every row the tests may commit (in the order the foreign keys allow), and start
+    the change feed again at seq 1."""
     with short_lived_engine(url) as engine, engine.begin() as connection:
-        for table in ("memberships", "groups", "users"):
+        for table in ("memberships", "groups", "users", "changes", "idempotency_keys"):
             connection.execute(text(f"DELETE FROM {table}"))
+        connection.execute(text("UPDATE feed_counter SET seq = 0"))
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +100,16 @@ def app_settings(db_url):
 def app(app_settings):
     """The WSGI app exactly as ``pserve development.ini`` builds it."""
     return myservice.main({}, **app_settings)
+
+
+def app_with_views(settings, views):
+    """The service as ``main()`` builds it, plus ``views``: {path: view} that only tests need."""
+    with Configurator(settings=dict(settings)) as config:
+        config.include(myservice.includeme)
+        for path, view in views.items():
+            config.add_route(path, path)
+            config.add_view(view, route_name=path, renderer="json")
+    return config.make_wsgi_app()
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from tests.conftest import DEVELOPMENT_INI, migrate, short_lived_engine
 SQLITE_INDEX_WARNING = "Skipped unsupported reflection of expression-based index"
 
 #: Every table of the models' schema.
-TABLES = {"users", "groups", "memberships"}
+TABLES = {"users", "groups", "memberships", "changes", "feed_counter", "idempotency_keys"}
 
 
 @dataclass
@@ -127,6 +127,12 @@ def test_upgrade_head_on_an_empty_database_yields_exactly_the_models_schema(empt
     assert query(empty_database.url, "SELECT version_num FROM alembic_version") == [
         (head_revision(),)
     ]
+
+
+def test_upgrade_head_starts_the_change_feed_counter_at_zero(empty_database):
+    migrate(empty_database.url, "upgrade", "head")
+
+    assert query(empty_database.url, "SELECT id, seq FROM feed_counter") == [(1, 0)]
 
 
 def test_upgrade_head_creates_the_unique_lower_email_index(empty_database):

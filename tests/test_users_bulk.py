@@ -45,7 +45,7 @@ def test_bulk_create_is_one_multi_row_insert(testapp, app):
     engine = app.registry["dbsession_factory"].kw["bind"]
 
     def record(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("INSERT"):
+        if statement.lstrip().upper().startswith("INSERT INTO USERS"):
             inserts.append(statement)
 
     event.listen(engine, "before_cursor_execute", record)

@@ -57,8 +57,21 @@ def remove_member(session: Session, group: Group, user: User) -> bool:
     return bool(removed)
 
 
-def delete_user(session: Session, user: User) -> None:
-    """Delete ``user`` (locked FOR UPDATE), its memberships and one from each group's count."""
+def delete_group_and_members(session: Session, group: Group) -> list[int]:
+    """Delete ``group`` (locked FOR UPDATE) and its memberships; the ids of its members."""
+    members = session.scalars(
+        select(Membership.user_id)
+        .where(Membership.group_id == group.id)
+        .order_by(Membership.user_id)
+    ).all()
+    session.delete(group)  # ON DELETE CASCADE removes the memberships
+    session.flush()
+    return list(members)
+
+
+def delete_user(session: Session, user: User) -> list[Group]:
+    """Delete ``user`` (locked FOR UPDATE), its memberships and one from each group's count;
+    the groups it was a member of."""
     groups = session.scalars(
         select(Group)
         .where(Group.id.in_(select(Membership.group_id).where(Membership.user_id == user.id)))
@@ -70,3 +83,4 @@ def delete_user(session: Session, user: User) -> None:
     session.execute(delete(Membership).where(Membership.user_id == user.id))
     session.delete(user)
     session.flush()
+    return list(groups)

@@ -6,6 +6,8 @@ from pyramid.view import view_config
 from sqlalchemy.exc import IntegrityError
 from zope.sqlalchemy import mark_changed
 
+from ..changes import record_change
+from ..idempotency import idempotent
 from ..models import clashes, insert_users
 from ..problems import ConflictInBody, InvalidBody
 from ..validation import Body, json_body, validate
@@ -20,7 +22,7 @@ class UsersCreated(BaseModel):
     items: list[UserOut]
 
 
-@view_config(route_name="users_bulk", request_method="POST", renderer="json")
+@view_config(route_name="users_bulk", request_method="POST", renderer="json", decorator=idempotent)
 def create_users(request):
     """201 with every user, in request order; or 409/422 naming the first bad one, and none
     is created."""
@@ -37,7 +39,10 @@ def create_users(request):
     # notice is rolled back at the end of the request, silently.
     mark_changed(session, request.tm)
     request.response.status_code = 201
-    return UsersCreated(items=[UserOut.model_validate(user) for user in created])
+    items = [UserOut.model_validate(user) for user in created]
+    for user in items:
+        record_change(request, "user.created", request.route_path("user", id=user.id), user)
+    return UsersCreated(items=items)
 
 
 def parse(request):

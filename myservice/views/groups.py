@@ -8,7 +8,9 @@ from pyramid.httpexceptions import HTTPConflict, HTTPNoContent
 from pyramid.view import view_config
 from sqlalchemy import func, select
 
-from ..models import Group
+from ..changes import record_change
+from ..idempotency import idempotent
+from ..models import Group, delete_group_and_members
 from ..pagination import PageParams, page
 from ..validation import Body, Representation, Text, validate_query
 from .resource import (
@@ -17,6 +19,8 @@ from .resource import (
     find_for_write,
     read,
     read_patch,
+    record_deleted,
+    record_updated,
     respond_unless_not_modified,
 )
 
@@ -71,7 +75,7 @@ class GroupFilters(PageParams):
 GROUPS = Group.__table__
 
 
-@view_config(route_name="groups", request_method="POST", renderer="json")
+@view_config(route_name="groups", request_method="POST", renderer="json", decorator=idempotent)
 def create_group(request):
     return create(request, Group, GroupCreate, GroupOut, "group")
 
@@ -104,6 +108,16 @@ def update_group(request):
 def delete_group(request):
     """Its memberships go with it (ON DELETE CASCADE)."""
     group = find_for_write(request, Group)
-    request.dbsession.delete(group)
-    request.dbsession.flush()
+    for user_id in delete_group_and_members(request.dbsession, group):
+        record_change(request, "membership.removed", member_path(request, group.id, user_id))
+    record_deleted(request, group)
     return HTTPNoContent()
+
+
+def member_path(request, group_id, user_id):
+    return request.route_path("group_member", id=group_id, user_id=user_id)
+
+
+def record_count_changed(request, group):
+    """A membership change is a new version of its group (``member_count``): a group.updated."""
+    record_updated(request, group, GroupOut.model_validate(group))

@@ -14,6 +14,7 @@ from pyramid.httpexceptions import (
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
+from ..changes import record_change
 from ..models import MAX_ID, insert_new, select_by_id
 from ..validation import JSON_OR_MERGE_PATCH, validate_body
 
@@ -96,8 +97,10 @@ def create(request, model, schema, out, route):
         check_unique_values_free(request.dbsession, model(**values))
         raise HTTPConflict(f"{' or '.join(model.unique_fields)} is taken")  # freed since
     request.response.status_code = 201
-    request.response.location = request.route_path(route, id=resource.id)
-    return respond(request, resource, out)
+    request.response.location = location = request.route_path(route, id=resource.id)
+    created = respond(request, resource, out)
+    record_change(request, f"{_name(model)}.created", location, created)
+    return created
 
 
 def read_patch(request, model, schema):
@@ -108,11 +111,32 @@ def read_patch(request, model, schema):
 
 
 def apply_patch(request, resource, changes, out):
-    """Set ``changes`` on ``resource``, save it, and answer it with its new ETag."""
+    """Set ``changes`` on ``resource``, save it, and answer it with its new ETag.
+
+    A patch that changes nothing keeps the version and appends no change to the feed.
+    """
+    version = resource.version
     for name, value in changes.items():
         setattr(resource, name, value)
     save(request, resource)
-    return respond(request, resource, out)
+    updated = respond(request, resource, out)
+    if resource.version != version:
+        record_updated(request, resource, updated)
+    return updated
+
+
+def record_updated(request, resource, representation):
+    """A ``<resource>.updated`` change in the feed (the route is named after the model)."""
+    name = _name(type(resource))
+    record_change(
+        request, f"{name}.updated", request.route_path(name, id=resource.id), representation
+    )
+
+
+def record_deleted(request, resource):
+    """A ``<resource>.deleted`` change in the feed."""
+    name = _name(type(resource))
+    record_change(request, f"{name}.deleted", request.route_path(name, id=resource.id))
 
 
 def save(request, resource):

@@ -11,16 +11,20 @@ from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 from sqlalchemy import func, select
 
+from ..changes import record_change
+from ..idempotency import idempotent
 from ..models import User
 from ..models import membership as memberships
 from ..pagination import PageParams, page
 from ..validation import Body, Representation, Text, validate_query
+from .groups import member_path, record_count_changed
 from .resource import (
     apply_patch,
     create,
     find_for_write,
     read,
     read_patch,
+    record_deleted,
     respond_unless_not_modified,
 )
 
@@ -102,7 +106,7 @@ class UserFilters(PageParams):
 USERS = User.__table__
 
 
-@view_config(route_name="users", request_method="POST", renderer="json")
+@view_config(route_name="users", request_method="POST", renderer="json", decorator=idempotent)
 def create_user(request):
     return create(request, User, UserCreate, UserOut, "user")
 
@@ -134,5 +138,8 @@ def update_user(request):
 def delete_user(request):
     """Also removes the user's memberships, one from each of its groups' counts."""
     user = find_for_write(request, User)
-    memberships.delete_user(request.dbsession, user)
+    for group in memberships.delete_user(request.dbsession, user):
+        record_change(request, "membership.removed", member_path(request, group.id, user.id))
+        record_count_changed(request, group)
+    record_deleted(request, user)
     return HTTPNoContent()

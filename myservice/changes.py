@@ -46,17 +46,27 @@ TYPES = frozenset(get_args(ChangeType))
 PENDING = "pending_changes"
 
 
-def record_change(request, type: str, resource: str, data=None):
-    """Append a change to the feed when (and only if) this request's transaction commits."""
+def change(type: str, resource: str, data=None) -> dict:
+    """A change as ``append_changes`` stores it, ``data`` already in its JSON form."""
     if type not in TYPES:
         raise ValueError(f"not a change type: {type!r}")
-    change = {"type": type, "resource": resource, "data": pydantic_core.to_jsonable_python(data)}
-    request.dbsession.info.setdefault(PENDING, []).append(change)
+    return {"type": type, "resource": resource, "data": pydantic_core.to_jsonable_python(data)}
+
+
+def record_change(request, type: str, resource: str, data=None):
+    """Append a change to the feed when (and only if) this request's transaction commits."""
+    request.dbsession.info.setdefault(PENDING, []).append(change(type, resource, data))
 
 
 @event.listens_for(RequestSession, "before_commit")
 def write_pending_changes(session):
-    """The session is about to COMMIT: number and insert the changes it has recorded."""
+    """The session is about to COMMIT: number and insert the changes it has recorded.
+
+    Not when a SAVEPOINT is released (SQLAlchemy fires ``before_commit`` then too): the counter
+    row's lock would then be held from there to the COMMIT.
+    """
+    if session.in_nested_transaction():
+        return
     pending = session.info.pop(PENDING, None)
     if pending:
         append_changes(session, pending)

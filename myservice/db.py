@@ -163,9 +163,12 @@ for _name in ZOPE_EVENTS:
 def mark_changed(session):
     """Tell the request's transaction that ``session`` wrote through Core or ``text()``.
 
-    zope.sqlalchemy sees only ORM writes; without this the transaction is rolled back.
+    zope.sqlalchemy sees only ORM writes; without this the transaction is rolled back. A
+    session outside a request (the importer's) commits by itself and has no manager to tell.
     """
-    session.info["zope_events"].mark_changed(session)
+    events = session.info.get("zope_events")
+    if events is not None:
+        events.mark_changed(session)
 
 
 def dbsession(request):

@@ -11,6 +11,7 @@ Exit status: 0, or 1 when any row was rejected, 2 for bad arguments, 130 after C
 
 import argparse
 import csv
+import itertools
 import sys
 import time
 from contextlib import contextmanager
@@ -23,11 +24,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
+from .changes import change
 from .db import make_engine
 from .models import clashes, insert_users
+from .models.change import append_changes
 from .problems import InvalidBody
 from .validation import validate
-from .views.users import UserCreate
+from .views.users import UserCreate, UserOut
 
 #: Times a batch is tried when a concurrent writer takes one of its usernames or emails.
 ATTEMPTS = 3
@@ -106,17 +109,22 @@ def store(engine, users):
     (index: field), as ``clashes`` finds them."""
     if not users:
         return {}
-    for attempt in range(1, ATTEMPTS + 1):
+    for attempt in itertools.count(1):
         try:
             with Session(engine) as session, session.begin():
-                session.connection(execution_options={"sqlite_write_lock": True})
+                session.connection(execution_options={"access": "write"})  # see db.begin
                 found = clashes(session, users)
-                insert_users(session, [u for n, u in enumerate(users) if n not in found])
+                created = insert_users(session, [u for n, u in enumerate(users) if n not in found])
+                if created:  # in the feed like any other create (docs/design.md)
+                    append_changes(session, [user_created(user) for user in created])
             return found
         except IntegrityError:  # a concurrent writer got there between our check and insert
             if attempt == ATTEMPTS:
                 raise
-    raise AssertionError("unreachable")
+
+
+def user_created(user):
+    return change("user.created", f"/users/{user.id}", UserOut.model_validate(user))
 
 
 class Importer:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from myservice.models import User
+from myservice.models import Change, User
 from tests.conftest import DEVELOPMENT_INI, short_lived_engine
 
 IMPORT = Path(sys.executable).with_name("myservice-import")
@@ -59,6 +59,20 @@ def users_csv(tmp_path):
     path = tmp_path / "users.csv"
     path.write_text(CSV, encoding="utf-8")
     return path
+
+
+def test_every_imported_user_is_in_the_change_feed_as_user_created(
+    db_url, users_csv, empty_tables
+):
+    run_import(db_url, str(users_csv), "--batch", "2")
+
+    with short_lived_engine(db_url) as engine, engine.connect() as connection:
+        users = connection.execute(select(User.id, User.username).order_by(User.id)).all()
+        changes = connection.execute(select(Change.type, Change.resource, Change.data)).all()
+    assert [(type, resource) for type, resource, _ in changes] == [
+        ("user.created", f"/users/{user.id}") for user in users
+    ]
+    assert [data["username"] for _, _, data in changes] == [user.username for user in users]
 
 
 def test_an_import_stores_the_good_rows_skips_duplicates_and_reports_every_bad_row(

@@ -106,7 +106,9 @@ def append_changes(session: Session, changes: list[dict]):
     at, count = utcnow(), len(changes)
     if session.get_bind().dialect.name == "postgresql":
         batch = [{"n": n, **change} for n, change in enumerate(changes)]
-        session.execute(APPEND_POSTGRESQL, {"n": count, "at": at, "changes": batch})
+        inserted = session.execute(APPEND_POSTGRESQL, {"n": count, "at": at, "changes": batch})
+        if inserted.rowcount != count:  # no feed_counter row: never commit a write without them
+            raise RuntimeError("the feed_counter row is missing: run alembic upgrade head")
     else:
         first = session.execute(RESERVE, {"n": count}).scalar_one() - count + 1
         rows = [{"seq": first + n, "at": at, **change} for n, change in enumerate(changes)]

@@ -55,7 +55,8 @@ def change(type: str, resource: str, data=None) -> dict:
 
 def record_change(request, type: str, resource: str, data=None):
     """Append a change to the feed when (and only if) this request's transaction commits."""
-    request.dbsession.info.setdefault(PENDING, []).append(change(type, resource, data))
+    recorded = change(type, resource, data)  # a bad type fails here, before the session
+    request.dbsession.info.setdefault(PENDING, []).append(recorded)
 
 
 @event.listens_for(RequestSession, "before_commit")

@@ -139,8 +139,10 @@ def unexpected_error_view(exc, request):
     """Everything else: 503 for a database that is busy or away, a bare 500 otherwise."""
     if is_conflict(exc) or is_dead_connection(exc, request):
         mark_error_retryable(exc)  # pyramid_retry replays the request unless this was the last try
-        if is_last_attempt(request):
-            log.warning("transient database failure on every attempt: %s", exc.__class__.__name__)
+        if not is_last_attempt(request):
+            log.info("replaying after a transient database failure: %s", exc.__class__.__name__)
+            return problem(503)  # pyramid_retry discards this response and replays the request
+        log.warning("transient database failure on every attempt: %s", exc.__class__.__name__)
     if is_conflict(exc):
         return problem(
             503, "the request conflicted with concurrent requests; retry it", {"Retry-After": "1"}

@@ -1,4 +1,5 @@
-"""Every URL of the API; the views that answer them live in ``myservice.views``."""
+"""The URLs of the resources; their views live in ``myservice.views``. (``/changes`` and
+``/openapi.json`` are routed by their own includes, beside their views.)"""
 
 ID = r"\d{1,19}"
 

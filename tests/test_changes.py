@@ -148,11 +148,12 @@ def test_a_bulk_create_appends_one_user_created_per_user_in_request_order(testap
 
 
 def test_a_rejected_bulk_or_group_write_appends_nothing(testapp, start):
-    new_group(testapp, "Ops", max_members=0)
+    full = new_group(testapp, "Ops", max_members=0)
     user = create(testapp).json
     after = feed(testapp, start)[-1]["seq"]
     testapp.post_json("/groups", {"name": "OPS"}, status=409)
-    testapp.put(f"/groups/1{after}9/members/{user['id']}", status=404)
+    testapp.put(f"/groups/{full['id']}/members/{user['id']}", status=409)  # the group is full
+    testapp.put(f"/groups/{full['id'] + 1000}/members/{user['id']}", status=404)
     body = {
         "users": [
             {"username": "fresh", "email": "fresh@example.com"},

@@ -196,7 +196,7 @@ def test_an_expired_key_is_free_again(testapp, connection):
     assert post(testapp, other, "key-1").body == second.body  # and the key now holds this one
 
 
-def test_each_new_key_purges_a_few_expired_keys_through_the_expiry_index(
+def test_each_new_key_purges_a_few_expired_keys_oldest_first_and_no_more(
     testapp,
     connection,
     executed_sql,  # noqa: F811

@@ -61,9 +61,7 @@ def users_csv(tmp_path):
     return path
 
 
-def test_every_imported_user_is_in_the_change_feed_as_user_created(
-    db_url, users_csv, empty_tables
-):
+def test_every_imported_user_is_in_the_change_feed_as_user_created(db_url, users_csv, empty_tables):
     run_import(db_url, str(users_csv), "--batch", "2")
 
     with short_lived_engine(db_url) as engine, engine.connect() as connection:

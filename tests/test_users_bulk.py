@@ -173,6 +173,9 @@ def wait_until_a_request_waits_for_a_lock(db_url):
 def test_a_username_committed_while_a_bulk_create_waits_is_a_409_naming_its_user(
     committing_app, db_url, is_postgres
 ):
+    """On PostgreSQL the bulk INSERT waits on the racer's row and its SAVEPOINT catches the
+    violation; on SQLite the bulk request waits for the write lock at BEGIN IMMEDIATE, so the
+    clash query finds the committed racer instead. Either way: a 409 naming the user."""
     racer = {"username": "bulk0001", "email": "racer@example.org", "version": 1}
     with short_lived_engine(db_url) as engine, engine.connect() as other:
         transaction = other.begin()

@@ -4,7 +4,6 @@ from pydantic import BaseModel
 from pyramid.httpexceptions import HTTPConflict
 from pyramid.view import view_config
 from sqlalchemy.exc import IntegrityError
-from zope.sqlalchemy import mark_changed
 
 from ..changes import record_change
 from ..idempotency import idempotent
@@ -35,9 +34,6 @@ def create_users(request):
     except IntegrityError:  # a concurrent request took a username or email after our check
         check_clashes(request, users)  # names the user it took (it has committed by now)
         raise HTTPConflict("a username or email of this batch was taken meanwhile") from None
-    # The ORM INSERT is noticed by zope.sqlalchemy, but say it outright: a write it does not
-    # notice is rolled back at the end of the request, silently.
-    mark_changed(session, request.tm)
     request.response.status_code = 201
     items = [UserOut.model_validate(user) for user in created]
     for user in items:

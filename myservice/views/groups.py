@@ -118,6 +118,13 @@ def member_path(request, group_id, user_id):
     return request.route_path("group_member", id=group_id, user_id=user_id)
 
 
-def record_count_changed(request, group):
-    """A membership change is a new version of its group (``member_count``): a group.updated."""
+def record_joined(request, group, user_id, membership):
+    """``membership.added``, then the group with its new count (a new version of it)."""
+    record_change(request, "membership.added", member_path(request, group.id, user_id), membership)
+    record_updated(request, group, GroupOut.model_validate(group))
+
+
+def record_left(request, group, user_id):
+    """``membership.removed``, then the group with its new count (a new version of it)."""
+    record_change(request, "membership.removed", member_path(request, group.id, user_id))
     record_updated(request, group, GroupOut.model_validate(group))

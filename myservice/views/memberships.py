@@ -6,11 +6,10 @@ from pyramid.httpexceptions import HTTPConflict, HTTPNoContent, HTTPNotFound
 from pyramid.view import view_config
 from sqlalchemy import select
 
-from ..changes import record_change
 from ..models import KEY_SHARE, Group, GroupFull, Membership, User, add_member, remove_member
 from ..pagination import PageParams, page
 from ..validation import Representation, validate_query
-from .groups import GroupPage, member_path, record_count_changed
+from .groups import GroupPage, record_joined, record_left
 from .resource import find, read
 from .users import UserPage
 
@@ -39,8 +38,7 @@ def join_group(request):
     request.response.status_code = 201 if created else 200
     joined = MembershipOut.model_validate(membership)
     if created:  # joining again changes nothing and appends nothing
-        record_change(request, "membership.added", member_path(request, group.id, user.id), joined)
-        record_count_changed(request, group)
+        record_joined(request, group, user.id, joined)
     return joined
 
 
@@ -50,8 +48,7 @@ def leave_group(request):
     group = find(request, Group, for_update=True)
     if not remove_member(request.dbsession, group, user):
         raise HTTPNotFound(f"user {user.id} is not a member of group {group.id}")
-    record_change(request, "membership.removed", member_path(request, group.id, user.id))
-    record_count_changed(request, group)
+    record_left(request, group, user.id)
     return HTTPNoContent()
 
 

@@ -140,19 +140,14 @@ def record_deleted(request, resource):
 
 
 def save(request, resource):
-    """Flush ``resource`` now, so that a taken unique value is a 409 here, not a 500 at commit.
-
-    The holders are looked for only when the write claims a new unique value.
+    """Flush a changed ``resource`` now, so that a taken unique value is a 409 here, not a 500
+    at commit. The holders are looked for only when the change claims a new unique value.
     """
     session = request.dbsession
     state = inspect(resource)
     fields = type(resource).unique_fields
-    claims_new_values = state.transient or any(
-        state.attrs[name].history.has_changes() for name in fields
-    )
-    if claims_new_values:
+    if any(state.attrs[name].history.has_changes() for name in fields):
         check_unique_values_free(session, resource)
-    session.add(resource)
     try:
         session.flush()
     except IntegrityError:  # a concurrent request took it between our check and our write

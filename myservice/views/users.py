@@ -11,13 +11,12 @@ from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 from sqlalchemy import func, select
 
-from ..changes import record_change
 from ..idempotency import idempotent
 from ..models import User
 from ..models import membership as memberships
 from ..pagination import PageParams, page
 from ..validation import Body, Representation, Text, validate_query
-from .groups import member_path, record_count_changed
+from .groups import record_left
 from .resource import (
     apply_patch,
     create,
@@ -139,7 +138,6 @@ def delete_user(request):
     """Also removes the user's memberships, one from each of its groups' counts."""
     user = find_for_write(request, User)
     for group in memberships.delete_user(request.dbsession, user):
-        record_change(request, "membership.removed", member_path(request, group.id, user.id))
-        record_count_changed(request, group)
+        record_left(request, group, user.id)
     record_deleted(request, user)
     return HTTPNoContent()

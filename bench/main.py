@@ -7,12 +7,14 @@
    by side; wrk -t4 -c16 drives GET one user, POST a user, GET a page of 50 and GET the page
    after id N-50, alternating the servers over several rounds (``bench/served.py``).
 3. Memory: GET one user on myservice until 100,000 requests were served, RSS before and after.
-4. In process: CPU per request of both apps without a server (``bench/inprocess.py``).
-5. Report: a table on stdout, ``bench/results/<time>.json``, and docs/performance.md between
+4. Writing many users: one POST /users/bulk of 1000 users against 1000 single POSTs on the
+   myservice server, then ``myservice-import`` of a CSV file in a subprocess (``bench/bulk.py``).
+5. In process: CPU per request of both apps without a server (``bench/inprocess.py``).
+6. Report: a table on stdout, ``bench/results/<time>.json``, and docs/performance.md between
    its markers. The users the run created are deleted at the end.
 
-Exit status: 0, 1 when any request got an unexpected answer or a socket error, 2 when the
-setup (or wrk) failed.
+Exit status: 0, 1 when any request got an unexpected answer or a socket error or the import
+failed, 2 when the setup (or wrk) failed.
 """
 
 import argparse
@@ -25,15 +27,17 @@ from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import quote
 
-from bench import database, inprocess, report, served
+from bench import bulk, database, inprocess, report, served
 from bench.server import BenchError, free_port, migrate, running_server, write_ini
 from bench.variants import baseline_editor, variants
 from bench.wrk import ensure_wrk
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-FULL = {"rounds": 3, "seconds": 8, "memory_requests": 100_000, "calls": 1000, "repetitions": 5}
-QUICK = {"rounds": 2, "seconds": 3, "memory_requests": 10_000, "calls": 200, "repetitions": 3}
+FULL = {"rounds": 3, "seconds": 8, "memory_requests": 100_000, "calls": 1000, "repetitions": 5,
+        "bulk_repetitions": 5, "import_users": 20_000}  # fmt: skip
+QUICK = {"rounds": 2, "seconds": 3, "memory_requests": 10_000, "calls": 200, "repetitions": 3,
+         "bulk_repetitions": 3, "import_users": 10_000}  # fmt: skip
 #: The longest the memory run may take, whatever the server's rate.
 MEMORY_MAX_SECONDS = {False: 300, True: 40}
 
@@ -50,6 +54,8 @@ def parse_arguments(argv):
     parser.add_argument("--memory-requests", type=int, help="requests of the memory run (100k)")
     parser.add_argument("--calls", type=int, help="in-process calls per repetition (1000)")
     parser.add_argument("--repetitions", type=int, help="in-process repetitions (5)")
+    parser.add_argument("--bulk-repetitions", type=int, help="bulk against single POSTs (5)")
+    parser.add_argument("--import-users", type=int, help="users myservice-import loads (20k)")
     parser.add_argument("--users", type=int, default=1_000_000, help="seeded users (1,000,000)")
     parser.add_argument(
         "--postgres",
@@ -149,10 +155,12 @@ def measure(options, directory, notes, wrk_path, url, secret):
             MEMORY_MAX_SECONDS[options.quick],
             progress,
         )
+        writes = bulk.served(targets[0].base_url, driver.run_id, options.bulk_repetitions, progress)
+    importer = bulk.imported(options.ini, directory, driver.run_id, options.import_users, progress)
     timings = inprocess.run(
         options.ini, url, options.users, options.calls, options.repetitions, progress
     )
-    failed = describe_failures(summaries, memory, timings, notes)
+    failed = describe_failures(summaries, memory, timings, writes, importer, notes)
     return {
         "mode": "quick" if options.quick else "full",
         "users": options.users,
@@ -165,13 +173,15 @@ def measure(options, directory, notes, wrk_path, url, secret):
         "summaries": summaries,
         "memory": memory,
         "timings": timings,
-        "targets": report.target_rows(summaries, found, timings, memory),
+        "writes": writes,
+        "importer": importer,
+        "targets": report.target_rows(summaries, found, timings, memory, writes),
         "notes": notes,
         "failed": failed,
     }
 
 
-def describe_failures(summaries, memory, timings, notes):
+def describe_failures(summaries, memory, timings, writes, importer, notes):
     """Notes for every unexpected answer; whether there was any."""
     failures = [
         f"{count} unexpected answers or socket errors: {key} {scenario}"
@@ -187,5 +197,12 @@ def describe_failures(summaries, memory, timings, notes):
         for name, timing in pair.items()
         if timing.unexpected
     )
+    if writes.unexpected:
+        failures.append(f"bulk against single POSTs: unexpected statuses {writes.unexpected}")
+    if importer.status != 0 or importer.created != importer.users:
+        failures.append(
+            f"myservice-import exited {importer.status}, created {importer.created:,} of "
+            f"{importer.users:,}: {importer.last_error}"
+        )
     notes.extend(f"FAILED: {failure}" for failure in failures)
     return bool(failures)

@@ -10,6 +10,7 @@ from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import bulk
 from bench.served import SCENARIOS
 from bench.variants import SPIN_FREE_KEY
 
@@ -17,11 +18,13 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 DOC_HEADING = "# Performance\n\nThe latest `make bench` table (written by the benchmark):\n\n"
 
 #: The targets: myservice's served req/s against each baseline, in-process CPU against the
-#: baseline's, the deep page's req/s against the first page's, RSS growth over the long run.
+#: baseline's, the deep page's req/s against the first page's, RSS growth over the long run,
+#: the time per user of one POST /users/bulk against single POSTs.
 SERVED_MIN_RATIO = 0.5
 CPU_MAX_RATIO = 2.5
 DEEP_MAX_RATIO = 1.2
 RSS_MAX_GROWTH = 0.10
+BULK_MIN_SPEEDUP = 10
 
 
 def machine(postgres_version, project_root, load_at_start):
@@ -99,7 +102,27 @@ def inprocess_lines(timings):
     return lines
 
 
-def target_rows(summaries, variants, timings, memory):
+def writes_lines(writes, importer):
+    single = writes.single_ms
+    rows = [
+        (f"{writes.users} x POST /users", single),
+        (f"POST /users/bulk of {writes.users}", writes.bulk_ms),
+        (
+            f"myservice-import of {importer.users:,}",
+            ratio(importer.seconds * 1000, importer.created),
+        ),
+    ]
+    return [
+        "| write | ms per user | users/s | single POSTs / this |",
+        "|---|--:|--:|--:|",
+        *(
+            f"| {name} | {ms:.3f} | {1000 / ms:,.0f} | {ratio(single, ms):.1f}x |"
+            for name, ms in rows
+        ),
+    ]
+
+
+def target_rows(summaries, variants, timings, memory, writes):
     """(target, measured, met) for every target the run can check."""
     rows = []
     ours = summaries["myservice"]
@@ -135,12 +158,17 @@ def target_rows(summaries, variants, timings, memory):
         f"{memory.growth:+.1%}",
         memory.growth < RSS_MAX_GROWTH if memory.requests >= 100_000 else None,
     ))  # fmt: skip
+    rows.append((
+        f"bulk per user >= {BULK_MIN_SPEEDUP}x faster than single POSTs",
+        f"{writes.speedup:.1f}x",
+        writes.speedup >= BULK_MIN_SPEEDUP,
+    ))  # fmt: skip
     return rows
 
 
 def tables(run):
     """The whole report as Markdown lines."""
-    m, memory = run["machine"], run["memory"]
+    m, memory, writes, importer = (run[key] for key in ("machine", "memory", "writes", "importer"))
     lines = [
         f"Run {m['date']} ({run['mode']}, commit {m['commit']}): {m['cpu']}, {m['cores']} cores, "
         f"{m['ram_gib']} GiB RAM, PostgreSQL {m['postgresql']}, Python {m['python']}, "
@@ -159,6 +187,13 @@ def tables(run):
         f"({memory.seconds:.0f} s): RSS {memory.samples[0][1] / 1024:.1f} MiB after warm-up, "
         f"{memory.samples[-1][1] / 1024:.1f} MiB at the end ({memory.growth:+.1%}), "
         f"peak {memory.peak_kib / 1024:.1f} MiB.",
+        "",
+        f"Writing users on the myservice server over one keep-alive HTTP connection, one "
+        f"request at a time: median of {len(writes.repetitions)} repetitions of each way; "
+        f"myservice-import --batch {bulk.BATCH} of a CSV file in a subprocess, per its summary "
+        f"line ({importer.wall_seconds:.1f} s wall with the process's start).",
+        "",
+        *writes_lines(writes, importer),
         "",
         "| target | measured | met |",
         "|---|--:|---|",

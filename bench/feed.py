@@ -19,14 +19,17 @@ from sqlalchemy import event
 from webob import Request
 
 import myservice
-from bench import database, inprocess
-from bench.server import free_port, migrate, write_ini
+from bench import database, inprocess, served
+from bench.server import free_port, migrate, running_server, write_ini
 from bench.variants import section
 from myservice.changes import write_pending_changes
 from myservice.db import RequestSession
 
 #: Feed lengths whose head is polled.
 FEED_LENGTHS = (1_000, 1_000_000)
+
+#: The comparison server's name in tables and JSON.
+NOFEED_KEY = "myservice-nofeed"
 
 
 def nofeed_app(global_config, **settings):
@@ -41,6 +44,17 @@ def nofeed_editor(text):
     start, end = section(text, "app:main")
     app, replaced = re.subn(r"(?m)^use\s*=.*$", "use = call:bench.feed:nofeed_app", text[start:end])
     return text[:start] + app + text[end:] if replaced == 1 else text
+
+
+def served_writes(stack, ini, directory, driver, shipped, rounds, seconds, progress):
+    """POST /users on ``shipped`` and on a server without the feed (started here, stopped when
+    ``stack`` closes), A B A B: ``summary`` of each."""
+    port = free_port()
+    path = write_ini(ini, directory, port, name="nofeed.ini", edit=nofeed_editor)
+    progress(f"starting myservice without the feed on port {port}")
+    stack.enter_context(running_server(path, dict(os.environ), port, 60))
+    nofeed = served.Target(NOFEED_KEY, f"http://127.0.0.1:{port}", shipped.deep_path)
+    return summary(write_rounds(driver, [shipped, nofeed], rounds, seconds, progress))
 
 
 def write_rounds(driver, targets, rounds, seconds, progress):

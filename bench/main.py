@@ -1,14 +1,16 @@
-"""myservice-bench: is myservice fast? Side by side with a bare baseline, on PostgreSQL.
+"""make bench (python -m bench): is myservice fast? Side by side with a bare baseline.
 
 1. Setup: wrk (apt-get when missing), the benchmark's own database (created when missing,
    ``alembic upgrade head``, 1,000,000 users seeded once and reused), a fresh cursor secret.
 2. Served: myservice (production.ini as shipped) and the baseline (``bench/baseline.py`` on the
-   same ``[server:main]``, on stock waitress and on ``egg:myservice`` when installed) run side
+   same ``[server:main]``, on stock waitress and on ``egg:myservice``, the spin removed) run side
    by side; wrk -t4 -c16 drives GET one user, POST a user, GET a page of 50 and GET the page
    after id N-50, alternating the servers over several rounds (``bench/served.py``).
 3. Memory: GET one user on myservice until 100,000 requests were served, RSS before and after.
 4. Writing many users: one POST /users/bulk of 1000 users against 1000 single POSTs on the
    myservice server, then ``myservice-import`` of a CSV file in a subprocess (``bench/bulk.py``).
+   The change feed: POST /users with and without it, and a poll at its head on a feed of
+   1,000 and of 1,000,000 changes (``bench/feed.py``).
 5. In process: CPU per request of both apps without a server (``bench/inprocess.py``).
 6. Report: a table on stdout, ``bench/results/<time>.json``, and docs/performance.md between
    its markers. The users the run created are deleted at the end.
@@ -27,7 +29,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import quote
 
-from bench import bulk, database, inprocess, report, served
+from bench import bulk, database, feed, inprocess, report, served
 from bench.server import BenchError, free_port, migrate, running_server, write_ini
 from bench.variants import baseline_editor, variants
 from bench.wrk import ensure_wrk
@@ -80,7 +82,7 @@ def main(argv=None):
         with tempfile.TemporaryDirectory(prefix="myservice-bench-") as directory:
             run = benchmark(options, Path(directory), notes)
     except BenchError as error:
-        print(f"myservice-bench: {error}", file=sys.stderr)
+        print(f"make bench: {error}", file=sys.stderr)
         return 2
     lines = report.tables(run)
     print("\n".join(lines))
@@ -138,7 +140,7 @@ def start_servers(stack, options, directory, found, secret):
 
 
 def measure(options, directory, notes, wrk_path, url, secret):
-    found = variants(notes.append)
+    found = variants()
     driver = served.Driver(wrk_path, directory, options.users)
     with ExitStack() as stack:
         targets, pids = start_servers(stack, options, directory, found, secret)
@@ -156,11 +158,16 @@ def measure(options, directory, notes, wrk_path, url, secret):
             progress,
         )
         writes = bulk.served(targets[0].base_url, driver.run_id, options.bulk_repetitions, progress)
+        feed_writes = feed.served_writes(
+            stack, options.ini, directory, driver, targets[0], options.rounds, options.seconds,
+            progress,
+        )  # fmt: skip
     importer = bulk.imported(options.ini, directory, driver.run_id, options.import_users, progress)
+    feed_polls = feed.polls(options, directory, url.rpartition("/")[0], progress)
     timings = inprocess.run(
         options.ini, url, options.users, options.calls, options.repetitions, progress
     )
-    failed = describe_failures(summaries, memory, timings, writes, importer, notes)
+    failed = describe_failures(summaries, memory, timings, writes, importer, feed_writes, notes)
     return {
         "mode": "quick" if options.quick else "full",
         "users": options.users,
@@ -175,13 +182,14 @@ def measure(options, directory, notes, wrk_path, url, secret):
         "timings": timings,
         "writes": writes,
         "importer": importer,
-        "targets": report.target_rows(summaries, found, timings, memory, writes),
+        "feed": {"writes": feed_writes, "polls": feed_polls},
+        "targets": report.target_rows(summaries, found, timings, memory, writes, feed_polls),
         "notes": notes,
         "failed": failed,
     }
 
 
-def describe_failures(summaries, memory, timings, writes, importer, notes):
+def describe_failures(summaries, memory, timings, writes, importer, feed_writes, notes):
     """Notes for every unexpected answer; whether there was any."""
     failures = [
         f"{count} unexpected answers or socket errors: {key} {scenario}"
@@ -204,5 +212,10 @@ def describe_failures(summaries, memory, timings, writes, importer, notes):
             f"myservice-import exited {importer.status}, created {importer.created:,} of "
             f"{importer.users:,}: {importer.last_error}"
         )
+    failures.extend(
+        f"{row['errors']} unexpected answers or socket errors: {key} POST (feed comparison)"
+        for key, row in feed_writes.items()
+        if row["errors"]
+    )
     notes.extend(f"FAILED: {failure}" for failure in failures)
     return bool(failures)

@@ -8,11 +8,10 @@ server's thread count) and, for "spin removed", the server runner of ``[server:m
 import configparser
 import re
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 
 from bench.server import BenchError
 
-#: The server runner that removes waitress's main-loop spin, once myservice ships one.
+#: myservice's server runner, which removes waitress's main-loop spin (myservice/server.py).
 SPIN_FREE_USE = "egg:myservice"
 SPIN_FREE_KEY = "base-nospin"
 
@@ -25,37 +24,17 @@ class Variant:
     baseline_server: str | None = None  # None: production.ini unchanged; else a `use = ...`
 
 
-def spin_free_available():
-    """Whether the installed myservice offers a ``paste.server_runner`` (``egg:myservice``)."""
-    return any(
-        point.dist is not None and point.dist.name == "myservice"
-        for point in entry_points(group="paste.server_runner")
-    )
-
-
-def variants(note):
-    """myservice, the baseline on stock waitress, and on ``egg:myservice`` when it exists."""
-    found = [
+def variants():
+    """myservice, and the baseline on stock waitress and on ``egg:myservice`` (spin removed)."""
+    return [
         Variant("myservice", "myservice, production.ini as shipped", "myservice"),
         Variant(
             "base-stock", "baseline on stock egg:waitress#main", "baseline", "egg:waitress#main"
         ),
+        Variant(
+            SPIN_FREE_KEY, f"baseline on {SPIN_FREE_USE} (spin removed)", "baseline", SPIN_FREE_USE
+        ),
     ]
-    if spin_free_available():
-        found.append(
-            Variant(
-                SPIN_FREE_KEY,
-                f"baseline on {SPIN_FREE_USE} (spin removed)",
-                "baseline",
-                SPIN_FREE_USE,
-            )
-        )
-    else:
-        note(
-            f"baseline on {SPIN_FREE_USE} (spin removed): not available, the installed "
-            "myservice has no paste.server_runner entry point"
-        )
-    return found
 
 
 def section(text, name):

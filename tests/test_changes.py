@@ -222,6 +222,19 @@ def test_record_change_refuses_a_type_the_feed_does_not_have():
         record_change(None, "user.renamed", "/users/1")
 
 
+def test_without_the_counter_row_a_write_fails_rather_than_commit_without_its_change(
+    testapp, app, start
+):
+    connection = app.registry["dbsession_factory"].kw["bind"]  # the test's, rolled back after
+    connection.exec_driver_sql("DELETE FROM feed_counter")
+
+    response = testapp.post_json("/users", ADA, status=500)
+
+    assert_problem(response, 500)
+    assert testapp.get("/users", {"username": "ada"}).json["items"] == []
+    assert_no_change_after(testapp, start)
+
+
 # -- reading the feed ----------------------------------------------------------------------
 
 

@@ -87,6 +87,7 @@ APPEND_POSTGRESQL = (
         .join(_BATCH, true()),
     )
     .add_cte(_COUNTER)
+    .execution_options(preserve_rowcount=True)  # append_changes checks it
 )
 
 #: A page of the feed: one range scan of the primary key.

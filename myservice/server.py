@@ -120,6 +120,16 @@ class Channel(HTTPChannel):
         self.outbuf_lock.release()
         return True
 
+    def write_soon(self, data):
+        """waitress's ``write_soon`` pulls the trigger while it still holds ``outbuf_lock``, so
+        ``writable`` may answer no to that very wake-up. Pull it again once the lock is free
+        while output waits (a slow client's full socket), so that output is not left for the
+        task's next write or the main loop's timeout (``asyncore_loop_timeout``, 1 s)."""
+        written = super().write_soon(data)
+        if self.total_outbufs_len:
+            self.server.pull_trigger()
+        return written
+
 
 def build_server(app, **settings):
     """waitress's ``create_server`` for ``app``, its connections served by ``Channel``."""

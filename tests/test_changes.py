@@ -52,6 +52,13 @@ def new_group(testapp, name="Ops", **fields):
     return testapp.post_json("/groups", {"name": name, **fields}, status=201).json
 
 
+def join_all(testapp, pairs, start):
+    """Each (group, user) joins; the seq of the feed's last change after that."""
+    for group, user in pairs:
+        testapp.put(f"/groups/{group['id']}/members/{user['id']}", status=201)
+    return feed(testapp, start)[-1]["seq"]
+
+
 def kinds(changes):
     return [(change["type"], change["resource"]) for change in changes]
 
@@ -106,9 +113,7 @@ def test_deleting_a_user_appends_its_memberships_removed_its_groups_and_user_del
 ):
     ops, dev = new_group(testapp, "Ops"), new_group(testapp, "Dev")
     user = create(testapp).json
-    for group in (ops, dev):
-        testapp.put(f"/groups/{group['id']}/members/{user['id']}", status=201)
-    after = feed(testapp, start)[-1]["seq"]
+    after = join_all(testapp, [(ops, user), (dev, user)], start)
     testapp.delete(f"/users/{user['id']}", status=204)
 
     assert kinds(feed(testapp, after)) == [
@@ -126,9 +131,7 @@ def test_deleting_a_group_appends_a_membership_removed_per_member_then_group_del
     group = new_group(testapp)
     ada = create(testapp, username="ada", email="ada@example.com").json
     grace = create(testapp).json
-    for user in (ada, grace):
-        testapp.put(f"/groups/{group['id']}/members/{user['id']}", status=201)
-    after = feed(testapp, start)[-1]["seq"]
+    after = join_all(testapp, [(group, ada), (group, grace)], start)
     testapp.delete(f"/groups/{group['id']}", status=204)
 
     assert kinds(feed(testapp, after)) == [

@@ -31,8 +31,19 @@ $(VENV)/.installed: $(VENV)/.created setup.py constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e .
 	touch $@
 
+# Debian packages the tests run (pgbouncer: tests/test_pgbouncer.py), installed when missing.
+TEST_DEBS = pgbouncer
+
 $(VENV)/.installed-testing: $(VENV)/.installed
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[testing]'
+	@missing=$$(for deb in $(TEST_DEBS); do \
+	  [ "$$(dpkg-query -W -f='$${db:Status-Status}' $$deb 2>/dev/null)" = installed ] || echo $$deb; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed

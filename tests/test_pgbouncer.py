@@ -112,7 +112,9 @@ def feed_head(server):
 # -- the setup is what it claims -------------------------------------------------------------
 
 
-def test_pgbouncer_lends_few_server_connections_in_new_york_time(bouncer):
+def test_pgbouncer_pools_by_transaction_and_its_server_connections_run_in_new_york_time(
+    bouncer,
+):
     with short_lived_engine(bouncer.url) as engine, engine.connect() as connection:
         zone = connection.execute(text("SHOW TimeZone")).scalar()
     pools = bouncer.show("POOLS")

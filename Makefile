@@ -3,10 +3,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 INI    ?= development.ini
+# The token `make run` creates on first start (and `make clean` deletes with the database).
+DEV_TOKEN = .dev-token
 
 .PHONY: run test test-sqlite test-postgres lint migrate bench clean
 
-run: $(VENV)/.installed migrate  ## create the venv, install, migrate SQLite, serve on :6543
+run: $(VENV)/.installed migrate $(DEV_TOKEN)  ## create the venv, install, migrate SQLite, serve on :6543
+	@echo "Development token (scopes read and write; kept in $(DEV_TOKEN)). Paste:"
+	@echo "  export TOKEN=$$(cat $(DEV_TOKEN))"
+	@echo "  curl -H \"Authorization: Bearer $$(cat $(DEV_TOKEN))\" http://127.0.0.1:6543/users"
 	$(BIN)/pserve $(INI)
 
 test: $(VENV)/.installed-testing  ## the whole suite (SQLite, or TEST_DATABASE_URL) and ruff
@@ -20,7 +25,13 @@ bench: $(VENV)/.installed-bench  ## myservice against a bare baseline (see READM
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache myservice.sqlite*
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache myservice.sqlite* $(DEV_TOKEN)
+
+# A token for trying the API, made once: its secret is shown only when it is made.
+$(DEV_TOKEN): | migrate
+	$(BIN)/myservice-token create $(INI) --name "development-$$(date +%Y%m%d-%H%M%S)" \
+		--scope read --scope write > $@.new
+	mv $@.new $@
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)

@@ -5,6 +5,9 @@ BIN     = $(VENV)/bin
 INI    ?= development.ini
 # The token `make run` creates on first start (and `make clean` deletes with the database).
 DEV_TOKEN = .dev-token
+# The browser of tests/test_docs_page.py: Debian's chromium, never a browser build of its own.
+CHROMIUM = /usr/bin/chromium
+SUDO    = $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: run test test-sqlite test-postgres lint migrate bench clean
 
@@ -42,9 +45,14 @@ $(VENV)/.installed: $(VENV)/.created setup.py constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.installed-testing: $(VENV)/.installed
+$(VENV)/.installed-testing: $(VENV)/.installed | $(CHROMIUM)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[testing]'
 	touch $@
+
+$(CHROMIUM):
+	$(SUDO) apt-get -o DPkg::Lock::Timeout=600 update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+		install -y --no-install-recommends chromium
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'

@@ -3,10 +3,22 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 INI    ?= development.ini
+# The token `make run` creates on first start (and `make clean` deletes with the database).
+DEV_TOKEN = .dev-token
+# Debian packages the tests run, named by their binaries (each package is named after its
+# binary): tests/test_docs_page.py's browser, chromium (never a browser build of its own), and
+# tests/test_pgbouncer.py's pgbouncer.
+CHROMIUM = /usr/bin/chromium
+PGBOUNCER = /usr/sbin/pgbouncer
+TEST_BINARIES = $(CHROMIUM) $(PGBOUNCER)
+SUDO    = $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: run test test-sqlite test-postgres lint migrate bench clean
 
-run: $(VENV)/.installed migrate  ## create the venv, install, migrate SQLite, serve on :6543
+run: $(VENV)/.installed migrate $(DEV_TOKEN)  ## create the venv, install, migrate SQLite, serve on :6543
+	@echo "Development token (scopes read and write; kept in $(DEV_TOKEN)). Paste:"
+	@echo "  export TOKEN=$$(cat $(DEV_TOKEN))"
+	@echo "  curl -H \"Authorization: Bearer $$(cat $(DEV_TOKEN))\" http://127.0.0.1:6543/users"
 	$(BIN)/pserve $(INI)
 
 test: $(VENV)/.installed-testing  ## the whole suite (SQLite, or TEST_DATABASE_URL) and ruff
@@ -20,7 +32,13 @@ bench: $(VENV)/.installed-bench  ## myservice against a bare baseline (see READM
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache myservice.sqlite*
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache myservice.sqlite* $(DEV_TOKEN)
+
+# A token for trying the API, made once: its secret is shown only when it is made.
+$(DEV_TOKEN): | migrate
+	$(BIN)/myservice-token create $(INI) --name "development-$$(date +%Y%m%d-%H%M%S)" \
+		--scope read --scope write > $@.new
+	mv $@.new $@
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -31,20 +49,15 @@ $(VENV)/.installed: $(VENV)/.created setup.py constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e .
 	touch $@
 
-# Debian packages the tests run (pgbouncer: tests/test_pgbouncer.py), installed when missing.
-TEST_DEBS = pgbouncer
-
-$(VENV)/.installed-testing: $(VENV)/.installed
+$(VENV)/.installed-testing: $(VENV)/.installed | $(TEST_BINARIES)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[testing]'
-	@missing=$$(for deb in $(TEST_DEBS); do \
-	  [ "$$(dpkg-query -W -f='$${db:Status-Status}' $$deb 2>/dev/null)" = installed ] || echo $$deb; \
-	done); \
-	if [ -n "$$missing" ]; then \
-	  echo "apt-get install $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
 	touch $@
+
+# One apt-get for all of them when any is missing (a grouped target: the recipe runs once).
+$(TEST_BINARIES) &:
+	$(SUDO) apt-get -o DPkg::Lock::Timeout=600 update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+		install -y --no-install-recommends $(notdir $(TEST_BINARIES))
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'

@@ -12,6 +12,7 @@ requires = [
     "pyramid_retry>=2.1",
     "pyramid_tm>=2.5",
     "sqlalchemy>=2.0",
+    "openapi-ui-bundles>=0.3",  # Swagger UI 5 for GET /docs (OpenAPI 3.1), served offline
     "tqdm>=4.66",
     "transaction>=4.0",
     "waitress>=3.0",
@@ -25,6 +26,7 @@ bench_require = [
 ]
 
 tests_require = [
+    "playwright>=1.50",  # drives Debian's chromium (the Makefile installs it), never its own
     "pytest>=8",
     "ruff",
     "webtest>=3.0",
@@ -48,6 +50,7 @@ setup(
         "console_scripts": [
             "myservice-import = myservice.importer:main",
             "myservice-purge = myservice.purge:main",
+            "myservice-token = myservice.tokens:main",
         ],
     },
 )

@@ -15,6 +15,8 @@ def includeme(config):
     config.include(".requestid")  # X-Request-ID on every response and log line
     config.include(".db")  # engine, session factory, request.dbsession, pyramid_tm, retry
     config.include(".problems")  # RFC 9457 error documents for every failure
+    config.include(".security")  # bearer tokens; views need the "read" or "write" scope
+    config.include(".headers")  # nosniff, no-store, and CORS for myservice.cors_origins
     config.include(".validation")  # the JSON body guard: size, media type, strict JSON
     config.include(".rendering")  # JSON responses from pydantic models
     config.include(".pagination")  # signed keyset cursors
@@ -23,3 +25,4 @@ def includeme(config):
     config.include(".idempotency")  # Idempotency-Key on POSTs: its setting
     config.scan(".views")
     config.include(".openapi")  # GET /openapi.json
+    config.include(".docspage")  # GET /docs: that document for people (Swagger UI, offline)

@@ -107,4 +107,6 @@ def list_changes(request):
 
 def includeme(config):
     config.add_route("changes", "/changes")
-    config.add_view(list_changes, route_name="changes", request_method="GET", renderer="json")
+    config.add_view(
+        list_changes, route_name="changes", request_method="GET", renderer="json", permission="read"
+    )

@@ -1,5 +1,6 @@
 """``Idempotency-Key`` on POSTs: a client's retry of a request replays its first response.
 
+Keys are the token's own (``request.identity``): the same key from another token is another key.
 Make a POST view idempotent with ``@view_config(..., decorator=idempotent)``. A request that
 carries the header (1 to 255 printable ASCII characters, else 400) claims its key in its own
 transaction before the view runs, and the view's 2xx/3xx response (status, ``KEPT_HEADERS``,
@@ -58,7 +59,8 @@ def idempotent(view):
             kept = {
                 name: response.headers[name] for name in KEPT_HEADERS if name in response.headers
             }
-            store_response(request.dbsession, key, response.status_code, kept, response.body)
+            token_id, body = request.identity.id, response.body
+            store_response(request.dbsession, token_id, key, response.status_code, kept, body)
         return response
 
     return idempotent_view
@@ -72,7 +74,7 @@ def claim(request, key):
     request_fingerprint = fingerprint(request)  # a bad body is refused before any BEGIN
     session, now = request.dbsession, utcnow()
     expires = now + timedelta(seconds=request.registry.settings["myservice.idempotency_ttl"])
-    held = claim_key(session, key, request_fingerprint, now, expires)
+    held = claim_key(session, request.identity.id, key, request_fingerprint, now, expires)
     if held is None:
         purge_expired(session, now, PURGE_PER_CLAIM)
     elif held.fingerprint != request_fingerprint:

@@ -8,6 +8,7 @@ against the routes the app really serves.
 import pydantic_core
 from pydantic.json_schema import models_json_schema
 from pyramid.response import Response
+from pyramid.security import NO_PERMISSION_REQUIRED
 
 from .changes import ChangePage
 from .views.bulk import UsersBulk, UsersCreated
@@ -95,6 +96,12 @@ PATHS = {
                 "200": {"description": "a page", **_json("ChangePage")},
                 **_problems(400),
             },
+        },
+    },
+    "/docs": {
+        "get": {
+            "summary": "This document as a page for people (Swagger UI)",
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
         },
     },
     "/health": {
@@ -284,4 +291,6 @@ def openapi_view(request):
 def includeme(config):
     config.registry["openapi_json"] = pydantic_core.to_json(openapi_document())  # serialised once
     config.add_route("openapi", "/openapi.json")
-    config.add_view(openapi_view, route_name="openapi", request_method="GET")
+    config.add_view(
+        openapi_view, route_name="openapi", request_method="GET", permission=NO_PERMISSION_REQUIRED
+    )

@@ -24,6 +24,7 @@ from sqlalchemy.orm import sessionmaker
 
 import myservice
 from myservice.db import database_url
+from myservice.models.token import create_token
 from myservice.requestid import LogFormatter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +85,23 @@ def db_url(tmp_path_factory):
     return url
 
 
+def new_token(url, name, scopes, expires_at=None):
+    """Store a token in the database at ``url`` (committed) and return its secret."""
+    with short_lived_engine(url) as engine, engine.begin() as connection:
+        return create_token(connection, name, scopes, expires_at)
+
+
+def with_token(app, secret):
+    """A WebTest client of ``app`` whose requests carry the token ``secret``."""
+    return webtest.TestApp(app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {secret}"})
+
+
+@pytest.fixture(scope="session")
+def token(db_url):
+    """The secret of a token with the scopes ``read`` and ``write``: every API test's token."""
+    return new_token(db_url, "tests", ["read", "write"])
+
+
 @pytest.fixture(scope="session")
 def is_postgres(db_url):
     return db_url.startswith("postgresql")
@@ -113,8 +131,10 @@ def app_with_views(settings, views):
 
 
 @pytest.fixture
-def testapp(app):
-    """The app over one connection whose outer transaction is rolled back after the test."""
+def testapp(app, token):
+    """The app over one connection whose outer transaction is rolled back after the test; its
+    requests carry ``token`` (a test that means to send none sends ``Authorization`` itself,
+    or uses ``anonymous``)."""
     registry = app.registry
     factory = registry["dbsession_factory"]
     connection = factory.kw["bind"].connect()
@@ -123,7 +143,7 @@ def testapp(app):
         bind=connection, class_=factory.class_, join_transaction_mode="create_savepoint"
     )
     try:
-        yield webtest.TestApp(app)
+        yield with_token(app, token)
     finally:
         registry["dbsession_factory"] = factory
         outer.rollback()
@@ -138,13 +158,13 @@ def empty_tables(db_url):
 
 
 @pytest.fixture(scope="module")
-def server(db_url, tmp_path_factory):
+def server(db_url, token, tmp_path_factory):
     """The real service (``pserve``) on the session's database, for one test module; every row
     it committed is deleted afterwards."""
     from tests.realserver import running_server  # it imports this module
 
     try:
-        with running_server(tmp_path_factory.mktemp("server"), db_url) as running:
+        with running_server(tmp_path_factory.mktemp("server"), db_url, token=token) as running:
             yield running
     finally:
         delete_all_rows(db_url)

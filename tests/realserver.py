@@ -37,11 +37,17 @@ VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # -- the server -------------------------------------------------------------------------------
 
 
+#: A token in the shape the server accepts that no database holds: a server whose database is
+#: away must look it up, and so answer 503, not 401.
+UNKNOWN_TOKEN = "ms_" + "A" * 43
+
+
 @dataclass
 class Server:
     host: str
     port: int
     log: Path  # the server's stderr: every log line
+    token: str  # what ``call`` sends as ``Authorization: Bearer``
 
     @property
     def base_url(self):
@@ -52,7 +58,7 @@ class Server:
 
 
 @contextmanager
-def running_server(directory, database_url, overrides=None):
+def running_server(directory, database_url, overrides=None, token=UNKNOWN_TOKEN):
     """``pserve`` of development.ini on a free port of 127.0.0.1, until the block ends.
 
     The benchmark's launcher: only the ``listen`` line of the ini differs (and the lines named
@@ -60,7 +66,7 @@ def running_server(directory, database_url, overrides=None):
     the server is always stopped.
     """
     env = {**os.environ, "DATABASE_URL": database_url}
-    with _pserve(DEVELOPMENT_INI, directory, env, overrides) as server:
+    with _pserve(DEVELOPMENT_INI, directory, env, overrides, token) as server:
         yield server
 
 
@@ -73,12 +79,12 @@ def running_bare_server(directory):
 
 
 @contextmanager
-def _pserve(source, directory, env, overrides=None):
+def _pserve(source, directory, env, overrides=None, token=UNKNOWN_TOKEN):
     port = free_port()
     ini = write_ini(source, directory, port, overrides)
     try:
         with bench_server(ini, env, port, STARTUP_DEADLINE) as started:
-            yield Server("127.0.0.1", port, started.log_path)
+            yield Server("127.0.0.1", port, started.log_path, token)
     except BenchError as error:
         pytest.fail(str(error))
 
@@ -97,8 +103,11 @@ class Reply:
 
 
 def call(server, method, path, body=None, headers=(), timeout=CLIENT_TIMEOUT):
-    """One request on a new connection; ``body`` is sent as JSON (bytes: as they are)."""
-    headers = dict(headers)
+    """One request on a new connection, with the server's token unless ``headers`` name an
+    ``Authorization`` (None: none at all); ``body`` is sent as JSON (bytes: as they are)."""
+    headers = {"Authorization": f"Bearer {server.token}", **dict(headers)}
+    if headers["Authorization"] is None:
+        del headers["Authorization"]
     if body is not None:
         body = body if isinstance(body, bytes) else json.dumps(body).encode()
         headers["Content-Type"] = "application/json"

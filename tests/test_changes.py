@@ -12,13 +12,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import webtest
 from pyramid.httpexceptions import HTTPBadRequest
 from sqlalchemy.orm.exc import StaleDataError
 
 from myservice.changes import record_change
 from myservice.models import User, insert_new
-from tests.conftest import app_with_views
+from tests.conftest import app_with_views, with_token
 from tests.realserver import CLIENT_TIMEOUT, call, concurrently
 from tests.test_users import ADA, assert_problem, create, executed_sql  # noqa: F401
 
@@ -413,9 +412,9 @@ FAILING_VIEWS = {
 
 
 @pytest.fixture
-def client(app_settings, empty_tables):
+def client(app_settings, token, empty_tables):
     """The service with views that record a change and then fail; its requests really commit."""
-    return webtest.TestApp(app_with_views(app_settings, FAILING_VIEWS))
+    return with_token(app_with_views(app_settings, FAILING_VIEWS), token)
 
 
 @pytest.mark.parametrize(

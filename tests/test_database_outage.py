@@ -20,13 +20,12 @@ import uuid
 from contextlib import ExitStack
 
 import pytest
-import webtest
 from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
 import myservice
 from myservice.models import User
-from tests.conftest import short_lived_engine
+from tests.conftest import short_lived_engine, with_token
 
 #: Seconds any one request may take while the database is down. The engine gives a server 3 s
 #: to accept a connection, so this bounds a hang; it is not a timing benchmark.
@@ -130,11 +129,11 @@ def forwarder(db_url, is_postgres):
 
 
 @pytest.fixture
-def service(app_settings, forwarder):
+def service(app_settings, token, forwarder):
     """The app built as ``main()`` builds it, on the database behind the forwarder."""
     url = make_url(app_settings["sqlalchemy.url"]).set(host="127.0.0.1", port=forwarder.port)
     settings = {**app_settings, "sqlalchemy.url": url.render_as_string(hide_password=False)}
-    service = webtest.TestApp(myservice.main({}, **settings))
+    service = with_token(myservice.main({}, **settings), token)
     yield service
     engine_of(service).dispose()
 

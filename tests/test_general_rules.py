@@ -78,7 +78,7 @@ def test_a_body_over_the_limit_is_413(testapp, app_settings):
 def test_a_declared_length_over_the_limit_is_413_before_the_body_is_read(testapp, app_settings):
     limit = int(app_settings["myservice.max_body_bytes"])
     # Declare more than the limit but send a short body: only the declaration can be judged.
-    request = Request.blank("/users", method="POST", body=VALID)
+    request = Request.blank("/users", testapp.extra_environ, method="POST", body=VALID)
     request.content_type = "application/json"
     request.environ["CONTENT_LENGTH"] = str(limit + 1)
     response = request.get_response(testapp.app)

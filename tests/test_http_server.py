@@ -33,10 +33,11 @@ TOO_LARGE = ("Content-Type: application/json", f"Content-Length: {ANNOUNCED}")
 
 
 @pytest.fixture(scope="module")
-def server(db_url, tmp_path_factory):
+def server(db_url, token, tmp_path_factory):
     overrides = {"myservice.max_body_bytes": str(LIMIT)}
+    directory = tmp_path_factory.mktemp("http")
     try:
-        with running_server(tmp_path_factory.mktemp("http"), db_url, overrides) as running:
+        with running_server(directory, db_url, overrides, token) as running:
             yield running
     finally:
         delete_all_rows(db_url)
@@ -53,6 +54,10 @@ def bare(tmp_path_factory):
 
 def connect(server):
     return socket.create_connection((server.host, server.port), timeout=CLIENT_TIMEOUT)
+
+
+def authorization(server):
+    return f"Authorization: Bearer {server.token}"
 
 
 def head(method, path, *headers):
@@ -165,6 +170,7 @@ def test_a_body_within_the_limit_is_invited_with_100_continue(server):
             head(
                 "POST",
                 "/users",
+                authorization(server),
                 "Content-Type: application/json",
                 f"Content-Length: {len(body)}",
                 "Expect: 100-continue",
@@ -279,7 +285,15 @@ def test_the_connection_stays_open_after_a_bodiless_answer(server, status):
 def test_a_304_to_a_client_asking_to_close_still_closes(server):
     user = new_user(server)
     with connect(server) as sock:
-        sock.sendall(head("GET", f"/users/{user['id']}", 'If-None-Match: "1"', "Connection: close"))
+        sock.sendall(
+            head(
+                "GET",
+                f"/users/{user['id']}",
+                authorization(server),
+                'If-None-Match: "1"',
+                "Connection: close",
+            )
+        )
 
         status, headers, _ = read_reply(sock)
 
@@ -299,7 +313,8 @@ def requests_on_one_connection(server, requests):
         sock = connection.sock
         replies = []
         for method, path, headers in requests:
-            connection.request(method, path, headers=headers)
+            token = {"Authorization": f"Bearer {server.token}"}
+            connection.request(method, path, headers={**token, **headers})
             response = connection.getresponse()
             replies.append(Reply(response.status, response.headers, response.read()))
         assert connection.sock is sock, "the server closed the keep-alive connection"

@@ -17,12 +17,14 @@ import myservice
 from myservice.idempotency import PURGE_PER_CLAIM
 from myservice.models import IdempotencyKey, User
 from myservice.models.meta import utcnow
+from myservice.models.token import ApiToken
 from tests.conftest import ROOT, short_lived_engine
 from tests.realserver import call, concurrently
 from tests.test_changes import feed, head
 from tests.test_users import ADA, assert_problem, executed_sql  # noqa: F401
 
 KEYS = IdempotencyKey.__table__
+TOKENS = ApiToken.__table__
 DAY = timedelta(seconds=86400)
 
 
@@ -41,8 +43,13 @@ def user_count(connection):
 
 
 def add_keys(connection, expires_at, count):
+    """``count`` keys of the tests' token (conftest's ``token``), expiring at ``expires_at``."""
+    owner = connection.scalar(select(TOKENS.c.id).where(TOKENS.c.name == "tests"))
     keys = [f"old-{n}-{uuid.uuid4().hex}" for n in range(count)]
-    rows = [{"key": key, "fingerprint": "0" * 64, "expires_at": expires_at} for key in keys]
+    rows = [
+        {"token_id": owner, "key": key, "fingerprint": "0" * 64, "expires_at": expires_at}
+        for key in keys
+    ]
     connection.execute(insert(KEYS), rows)
     return keys
 

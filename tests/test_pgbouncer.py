@@ -46,11 +46,11 @@ def bouncer(db_url, is_postgres, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(bouncer, db_url, tmp_path_factory):
+def server(bouncer, db_url, token, tmp_path_factory):
     """The real service, its database through PgBouncer; every row it committed is deleted."""
-    overrides = {"myservice.pgbouncer": "true"}
+    directory, overrides = tmp_path_factory.mktemp("server"), {"myservice.pgbouncer": "true"}
     try:
-        with running_server(tmp_path_factory.mktemp("server"), bouncer.url, overrides) as running:
+        with running_server(directory, bouncer.url, overrides, token=token) as running:
             yield running
     finally:
         delete_all_rows(db_url)

@@ -4,11 +4,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import webtest
 from sqlalchemy import event, insert, select, text
 
 from myservice.models import User
-from tests.conftest import short_lived_engine
+from tests.conftest import short_lived_engine, with_token
 from tests.test_users import USER_FIELDS, assert_problem
 
 
@@ -129,9 +128,9 @@ def test_bulk_create_refuses_other_media_types_and_broken_json(testapp):
 
 
 @pytest.fixture
-def committing_app(app, empty_tables):
+def committing_app(app, token, empty_tables):
     """The app on its own engine: each request really commits (rows deleted afterwards)."""
-    return webtest.TestApp(app)
+    return with_token(app, token)
 
 
 def committed_usernames(db_url):

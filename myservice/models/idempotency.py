@@ -1,5 +1,7 @@
 """Idempotency keys: a POST's key, a fingerprint of its request and the response it got.
 
+Keys belong to the token that sent them: two clients that pick the same key never meet.
+
 A row is written when a request claims its key, at the start of its transaction, and gets its
 response before that transaction commits: a committed row always has one. Rows whose
 ``expires_at`` has passed are free to be claimed again, and are purged (oldest first, through
@@ -8,17 +10,20 @@ the index on ``expires_at``).
 
 from datetime import datetime
 
-from sqlalchemy import JSON, LargeBinary, String, bindparam, delete, select
+from sqlalchemy import JSON, ForeignKey, LargeBinary, String, bindparam, delete, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..db import mark_changed
-from .meta import Base, UTCDateTime
+from .meta import Base, BigId, UTCDateTime
 
 
 class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
 
+    token_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("api_tokens.id", ondelete="CASCADE"), primary_key=True
+    )
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of method, path and body
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -33,10 +38,13 @@ _RESPONSE = {"status": None, "headers": None, "body": None}
 
 def _claim(insert):
     statement = insert(KEYS).values(
-        key=bindparam("key"), fingerprint=bindparam("fingerprint"), expires_at=bindparam("expires")
+        token_id=bindparam("token_id"),
+        key=bindparam("key"),
+        fingerprint=bindparam("fingerprint"),
+        expires_at=bindparam("expires"),
     )
     return statement.on_conflict_do_update(
-        index_elements=[KEYS.c.key],
+        index_elements=[KEYS.c.token_id, KEYS.c.key],
         set_={
             "fingerprint": statement.excluded.fingerprint,
             "expires_at": statement.excluded.expires_at,
@@ -50,35 +58,51 @@ def _claim(insert):
 #: PostgreSQL it waits for an uncommitted holder's transaction to end first.
 _CLAIM = {"postgresql": _claim(postgresql.insert), "sqlite": _claim(sqlite.insert)}
 
-_FIND = select(KEYS).where(KEYS.c.key == bindparam("key"))
+#: (Not named after the columns: an UPDATE keeps those names for its SET clause.)
+_THIS_KEY = (KEYS.c.token_id == bindparam("owner")) & (KEYS.c.key == bindparam("claimed"))
+
+_FIND = select(KEYS).where(_THIS_KEY)
 
 _STORE = (
     KEYS.update()
-    .where(KEYS.c.key == bindparam("claimed"))
+    .where(_THIS_KEY)
     .values(status=bindparam("status"), headers=bindparam("headers"), body=bindparam("body"))
 )
 
 
-def claim_key(session: Session, key: str, fingerprint: str, now: datetime, expires: datetime):
-    """Claim ``key`` for this transaction and return None, or return the live row holding it."""
-    params = {"key": key, "fingerprint": fingerprint, "now": now, "expires": expires}
+def claim_key(
+    session: Session, token_id: int, key: str, fingerprint: str, now: datetime, expires: datetime
+):
+    """Claim the token's ``key`` for this transaction and return None, or return the live row
+    holding it."""
+    params = {
+        "token_id": token_id,
+        "key": key,
+        "fingerprint": fingerprint,
+        "now": now,
+        "expires": expires,
+    }
     if session.execute(_CLAIM[session.get_bind().dialect.name], params).first() is not None:
         mark_changed(session)
         return None
-    return session.execute(_FIND, {"key": key}).one()
+    return session.execute(_FIND, {"owner": token_id, "claimed": key}).one()
 
 
-def store_response(session: Session, key: str, status: int, headers: dict, body: bytes):
-    session.execute(_STORE, {"claimed": key, "status": status, "headers": headers, "body": body})
+def store_response(
+    session: Session, token_id: int, key: str, status: int, headers: dict, body: bytes
+):
+    params = {"owner": token_id, "claimed": key, "status": status, "headers": headers}
+    session.execute(_STORE, {**params, "body": body})
 
 
 def purge_expired(session_or_connection, now: datetime, limit: int) -> int:
     """Delete up to ``limit`` expired keys, oldest first; skip any that a request has locked."""
     expired = (
-        select(KEYS.c.key)
+        select(KEYS.c.token_id, KEYS.c.key)
         .where(KEYS.c.expires_at <= now)
         .order_by(KEYS.c.expires_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return session_or_connection.execute(delete(KEYS).where(KEYS.c.key.in_(expired))).rowcount
+    statement = delete(KEYS).where(tuple_(KEYS.c.token_id, KEYS.c.key).in_(expired))
+    return session_or_connection.execute(statement).rowcount

@@ -21,7 +21,13 @@ class UsersCreated(BaseModel):
     items: list[UserOut]
 
 
-@view_config(route_name="users_bulk", request_method="POST", renderer="json", decorator=idempotent)
+@view_config(
+    route_name="users_bulk",
+    request_method="POST",
+    renderer="json",
+    decorator=idempotent,
+    permission="write",
+)
 def create_users(request):
     """201 with every user, in request order; or 409/422 naming the first bad one, and none
     is created."""

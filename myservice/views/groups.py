@@ -75,12 +75,18 @@ class GroupFilters(PageParams):
 GROUPS = Group.__table__
 
 
-@view_config(route_name="groups", request_method="POST", renderer="json", decorator=idempotent)
+@view_config(
+    route_name="groups",
+    request_method="POST",
+    renderer="json",
+    decorator=idempotent,
+    permission="write",
+)
 def create_group(request):
     return create(request, Group, GroupCreate, GroupOut, "group")
 
 
-@view_config(route_name="groups", request_method="GET", renderer="json")
+@view_config(route_name="groups", request_method="GET", renderer="json", permission="read")
 def list_groups(request):
     params = validate_query(request, GroupFilters)
     query = select(GROUPS)
@@ -90,12 +96,12 @@ def list_groups(request):
     return GroupPage(items=groups, next_cursor=next_cursor)
 
 
-@view_config(route_name="group", request_method="GET", renderer="json")
+@view_config(route_name="group", request_method="GET", renderer="json", permission="read")
 def get_group(request):
     return respond_unless_not_modified(request, read(request, Group), GroupOut)
 
 
-@view_config(route_name="group", request_method="PATCH", renderer="json")
+@view_config(route_name="group", request_method="PATCH", renderer="json", permission="write")
 def update_group(request):
     group, changes = read_patch(request, Group, GroupPatch)  # locked: joins and leaves wait
     limit = changes.get("max_members", group.max_members)
@@ -104,7 +110,7 @@ def update_group(request):
     return apply_patch(request, group, changes, GroupOut)
 
 
-@view_config(route_name="group", request_method="DELETE")
+@view_config(route_name="group", request_method="DELETE", permission="write")
 def delete_group(request):
     """Its memberships go with it (ON DELETE CASCADE)."""
     group = find_for_write(request, Group)

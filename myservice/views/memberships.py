@@ -25,7 +25,7 @@ class MembershipOut(Representation):
 # -- views ---------------------------------------------------------------------------------
 
 
-@view_config(route_name="group_member", request_method="PUT", renderer="json")
+@view_config(route_name="group_member", request_method="PUT", renderer="json", permission="write")
 def join_group(request):
     """201 when the user joins; 200 when it was a member already (full group or not)."""
     # The lock order of myservice.models.membership: the user, then the group.
@@ -42,7 +42,7 @@ def join_group(request):
     return joined
 
 
-@view_config(route_name="group_member", request_method="DELETE")
+@view_config(route_name="group_member", request_method="DELETE", permission="write")
 def leave_group(request):
     user = find(request, User, key="user_id", for_update=KEY_SHARE)
     group = find(request, Group, for_update=True)
@@ -52,14 +52,14 @@ def leave_group(request):
     return HTTPNoContent()
 
 
-@view_config(route_name="group_members", request_method="GET", renderer="json")
+@view_config(route_name="group_members", request_method="GET", renderer="json", permission="read")
 def list_members(request):
     """The group's members as users, by user id (a range of the memberships' primary key)."""
     users, next_cursor = related_page(request, Group, User, Membership.user_id)
     return UserPage(items=users, next_cursor=next_cursor)
 
 
-@view_config(route_name="user_groups", request_method="GET", renderer="json")
+@view_config(route_name="user_groups", request_method="GET", renderer="json", permission="read")
 def list_user_groups(request):
     """The user's groups, by group id (a range of the (user_id, group_id) index)."""
     groups, next_cursor = related_page(request, User, Group, Membership.group_id)

@@ -105,12 +105,18 @@ class UserFilters(PageParams):
 USERS = User.__table__
 
 
-@view_config(route_name="users", request_method="POST", renderer="json", decorator=idempotent)
+@view_config(
+    route_name="users",
+    request_method="POST",
+    renderer="json",
+    decorator=idempotent,
+    permission="write",
+)
 def create_user(request):
     return create(request, User, UserCreate, UserOut, "user")
 
 
-@view_config(route_name="users", request_method="GET", renderer="json")
+@view_config(route_name="users", request_method="GET", renderer="json", permission="read")
 def list_users(request):
     params = validate_query(request, UserFilters)
     query = select(USERS)
@@ -122,18 +128,18 @@ def list_users(request):
     return UserPage(items=users, next_cursor=next_cursor)
 
 
-@view_config(route_name="user", request_method="GET", renderer="json")
+@view_config(route_name="user", request_method="GET", renderer="json", permission="read")
 def get_user(request):
     return respond_unless_not_modified(request, read(request, User), UserOut)
 
 
-@view_config(route_name="user", request_method="PATCH", renderer="json")
+@view_config(route_name="user", request_method="PATCH", renderer="json", permission="write")
 def update_user(request):
     user, changes = read_patch(request, User, UserPatch)
     return apply_patch(request, user, changes, UserOut)
 
 
-@view_config(route_name="user", request_method="DELETE")
+@view_config(route_name="user", request_method="DELETE", permission="write")
 def delete_user(request):
     """Also removes the user's memberships, one from each of its groups' counts."""
     user = find_for_write(request, User)

@@ -1,0 +1,114 @@
+"""API tokens: a name, scopes and the SHA-256 of a secret that is shown once and never stored.
+
+A request's ``Authorization: Bearer <secret>`` is hashed and looked up by that hash (a unique
+index): one indexed read per request. The secret carries 256 random bits, so an unsalted fast
+hash is enough; a slow password hash would cost every request and buy nothing.
+"""
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import JSON, Boolean, String, bindparam, or_, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..db import mark_changed
+from .meta import Base, BigId, UTCDateTime, utcnow
+
+#: What a scope lets a token do: ``read`` every GET, ``write`` every change, ``metrics`` scrape.
+SCOPES = ("read", "write", "metrics")
+
+#: Secrets look like ``ms_`` and 43 URL-safe characters; anything else is refused unread.
+PREFIX = "ms_"
+
+#: ``last_used_at`` is written at most this often per token, so most reads stay reads.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)  # hex
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = ({"sqlite_autoincrement": True},)  # a new token never gets an old id
+
+
+TOKENS = ApiToken.__table__
+
+_BY_HASH = select(TOKENS).where(TOKENS.c.secret_sha256 == bindparam("secret_sha256"))
+
+#: Note the use; the row lock is never waited for (``SKIP LOCKED``): when a concurrent request
+#: of the same token holds it, that request is noting the use already.
+_NOTE_USE = TOKENS.update().where(
+    TOKENS.c.id.in_(
+        select(TOKENS.c.id)
+        .where(TOKENS.c.id == bindparam("token_id"))
+        .where(
+            or_(
+                TOKENS.c.last_used_at.is_(None),
+                TOKENS.c.last_used_at < bindparam("stale_before"),
+            )
+        )
+        .with_for_update(skip_locked=True)
+    )
+)
+
+
+def new_secret() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+def sha256(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def find_by_secret(session, secret: str):
+    """The token row whose secret this is, revoked and expired ones included, or None."""
+    return session.execute(_BY_HASH, {"secret_sha256": sha256(secret)}).first()
+
+
+def note_use(session, token, now: datetime):
+    """Write ``last_used_at`` when the last write is older than ``LAST_USED_RESOLUTION``.
+
+    A reading request has no transaction (``db.begin``): the UPDATE commits by itself. A
+    writing one's commits with it, or is undone with it.
+    """
+    if token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION:
+        session.execute(
+            _NOTE_USE.values(last_used_at=now),
+            {"token_id": token.id, "stale_before": now - LAST_USED_RESOLUTION},
+        )
+        mark_changed(session)
+
+
+def create_token(connection, name: str, scopes, expires_at: datetime | None = None) -> str:
+    """Store a new token and return its secret: the only time the secret exists anywhere."""
+    secret = new_secret()
+    connection.execute(
+        TOKENS.insert().values(
+            name=name,
+            secret_sha256=sha256(secret),
+            scopes=sorted(set(scopes)),
+            created_at=utcnow(),
+            expires_at=expires_at,
+            revoked=False,
+        )
+    )
+    return secret
+
+
+def revoke_token(connection, name: str) -> bool:
+    """Revoke the token ``name``; False when there is none of that name."""
+    result = connection.execute(update(TOKENS).where(TOKENS.c.name == name).values(revoked=True))
+    return result.rowcount == 1
+
+
+def all_tokens(connection):
+    return connection.execute(select(TOKENS).order_by(TOKENS.c.name)).all()

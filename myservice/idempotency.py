@@ -26,12 +26,23 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.httpexceptions import HTTPBadRequest, HTTPUnprocessableEntity
 from pyramid.response import Response
 
+from .apidoc import Header
 from .models.idempotency import claim_key, purge_expired, store_response
 from .models.meta import utcnow
 from .validation import json_body
 
 HEADER = "Idempotency-Key"
 VALID_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+
+#: The header as the OpenAPI document states it, on the views this decorates.
+IDEMPOTENCY_KEY = Header(
+    HEADER,
+    "a repeat with the same key and body replays the first response (Idempotent-Replayed: "
+    "true); the same key with another body is 422",
+    schema={"type": "string", "pattern": f"^{VALID_KEY.pattern}$"},
+    problems=(400, 422),
+    success_headers=("Idempotent-Replayed",),
+)
 
 #: The response headers a replay repeats (X-Request-ID is the replaying request's own).
 KEPT_HEADERS = ("Content-Type", "Location", "ETag")

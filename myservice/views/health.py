@@ -1,16 +1,31 @@
+from typing import Literal
+
+from pydantic import BaseModel
 from pyramid.httpexceptions import HTTPServiceUnavailable
 from pyramid.view import view_config
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
+from ..apidoc import Reply, operation
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(Health):
+    database: Literal["ok"] = "ok"
+
 
 @view_config(route_name="health", request_method="GET", renderer="json")
+@operation("The process is up", responses={200: Reply("up", Health)}, database=False)
 def health(request):
     """The process is up. Touches no database."""
-    return {"status": "ok"}
+    return Health()
 
 
 @view_config(route_name="health_ready", request_method="GET", renderer="json")
+@operation("The database answers", responses={200: Reply("ready", Ready)})
 def ready(request):
     """The process can serve: the database answers a query."""
     try:
@@ -19,4 +34,4 @@ def ready(request):
         raise HTTPServiceUnavailable(
             "the database is unavailable", headers={"Retry-After": "5"}
         ) from None
-    return {"status": "ok", "database": "ok"}
+    return Ready()

@@ -112,9 +112,10 @@ def app_with_views(settings, views):
     return config.make_wsgi_app()
 
 
-@pytest.fixture
-def testapp(app):
-    """The app over one connection whose outer transaction is rolled back after the test."""
+@contextmanager
+def rolled_back(app):
+    """Until the block ends, the app's requests run over one connection whose outer
+    transaction is then rolled back (see the module docstring)."""
     registry = app.registry
     factory = registry["dbsession_factory"]
     connection = factory.kw["bind"].connect()
@@ -123,11 +124,18 @@ def testapp(app):
         bind=connection, class_=factory.class_, join_transaction_mode="create_savepoint"
     )
     try:
-        yield webtest.TestApp(app)
+        yield
     finally:
         registry["dbsession_factory"] = factory
         outer.rollback()
         connection.close()
+
+
+@pytest.fixture
+def testapp(app):
+    """The app over one connection whose outer transaction is rolled back after the test."""
+    with rolled_back(app):
+        yield webtest.TestApp(app)
 
 
 @pytest.fixture

@@ -27,8 +27,10 @@ bench_require = [
 
 tests_require = [
     "playwright>=1.50",  # drives Debian's chromium (the Makefile installs it), never its own
+    "openapi-spec-validator>=0.7",  # tests/test_openapi.py: the document is valid OpenAPI 3.1
     "pytest>=8",
     "ruff",
+    "schemathesis>=4.0",  # tests/test_fuzz.py: the server keeps to the document
     "webtest>=3.0",
 ]
 

@@ -25,6 +25,7 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import event
 
+from .apidoc import Reply, operation
 from .db import RequestSession
 from .models import MAX_ID
 from .models.change import PAGE, append_changes
@@ -98,6 +99,11 @@ class ChangePage(BaseModel):
     next_after: int
 
 
+@operation(
+    "Every committed change after a seq, oldest first, in commit order",
+    query=ChangeParams,
+    responses={200: Reply("a page; next_after is the after of the next poll", ChangePage)},
+)
 def list_changes(request):
     """The changes after ``after``, oldest first: one range scan of the primary key."""
     params = validate_query(request, ChangeParams)

@@ -21,7 +21,9 @@ class PageParams(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     limit: int = Field(50, ge=1, le=200)
-    cursor: str | None = None
+    cursor: str | None = Field(
+        None, min_length=1, description="the next_cursor of the previous page; any other is 400"
+    )
 
 
 def page(request, query, key, params):

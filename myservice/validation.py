@@ -8,7 +8,14 @@ failure becomes a problem document (see ``myservice.problems``) that points at t
 from typing import Annotated
 
 import pydantic_core
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 from pydantic_core import PydanticCustomError
 from pyramid.httpexceptions import (
     HTTPBadRequest,
@@ -46,14 +53,59 @@ def _no_nul(value: str) -> str:
     return value
 
 
+class Stated:
+    """Annotation metadata: states in the JSON schema (so in the OpenAPI document) a rule that
+    a validator function enforces, which pydantic cannot see into; ``nullable``: null is
+    accepted too (a ``BeforeValidator`` turns it into the default)."""
+
+    def __init__(self, *, nullable=False, **rules):
+        self.key = (nullable, tuple(rules.items()))  # hashable: typing hashes its metadata
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, Stated) and self.key == other.key
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        nullable, rules = self.key
+        schema = {**handler(core_schema), **dict(rules)}
+        return {"anyOf": [schema, {"type": "null"}]} if nullable else schema
+
+
+def _integral(value):
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def integer(**constraints):
+    """An integer in a JSON body, where 3 and 3.0 are the same number (JSON Schema agrees),
+    with ``Field`` constraints (``ge``, ``le``): given here, before the conversion, so that the
+    JSON schema states them."""
+    return Annotated[int, Field(**constraints), BeforeValidator(_integral)]
+
+
 #: A string a database can store: PostgreSQL text cannot hold NUL.
-Text = Annotated[str, AfterValidator(_no_nul)]
+Text = Annotated[str, AfterValidator(_no_nul), Stated(pattern="^[^\\u0000]*$")]
 
 
 class Body(BaseModel):
     """A request body: exactly the declared members, of exactly the declared JSON types."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class MergePatch(Body):
+    """A JSON merge patch body: an absent member leaves its field as it is. The fields' ``None``
+    defaults only mark them absent, so the JSON schema states no default."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler):
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        for member in schema.get("properties", {}).values():
+            member.pop("default", None)
+        return schema
 
 
 class Representation(BaseModel):

@@ -51,6 +51,7 @@ def test_a_body_of_another_media_type_is_415(testapp, content_type):
         b'{"username": "ada", "email": "ada@example.com", "full_name": "\xff"}',
         b'{"username": "ada", "email": "ada@example.com", "full_name": "\\ud800"}',
         b"{'username': 'ada'}",
+        b'{"username": "ada", "email": "ada@example.com", "username": "eve"}',
         b"[" * 100_000,
     ],
 )

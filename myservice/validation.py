@@ -6,10 +6,11 @@ model; query strings are validated by a pydantic model too. Every failure become
 document (see ``myservice.problems``) that points at the bad field.
 """
 
+import re
 from typing import Annotated
 
 import jiter
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
 from pyramid.httpexceptions import (
     HTTPBadRequest,
@@ -49,6 +50,19 @@ def _no_nul(value: str) -> str:
 
 #: A string a database can store: PostgreSQL text cannot hold NUL.
 Text = Annotated[str, AfterValidator(_no_nul)]
+
+DECIMAL = re.compile(r"-?[0-9]+")
+
+
+def _decimal(value):
+    if isinstance(value, str) and not DECIMAL.fullmatch(value):
+        raise PydanticCustomError("int_parsing", "must be an integer")
+    return value
+
+
+#: An integer in a query string, in decimal digits only: pydantic's lax mode would also take
+#: "5.0", "+5", "5_0" and " 5", so one page could have many URLs.
+QueryInt = Annotated[int, BeforeValidator(_decimal)]
 
 
 class Body(BaseModel):

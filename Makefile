@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 INI    ?= development.ini
+AUDIT_VENV ?= .venv-audit
 
-.PHONY: run test test-sqlite test-postgres lint migrate bench clean
+.PHONY: run test test-sqlite test-postgres lint migrate bench audit clean
 
 run: $(VENV)/.installed migrate  ## create the venv, install, migrate SQLite, serve on :6543
 	$(BIN)/pserve $(INI)
@@ -19,8 +20,11 @@ migrate: $(VENV)/.installed
 bench: $(VENV)/.installed-bench  ## myservice against a bare baseline (see README); BENCH_ARGS=--quick
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+audit: $(AUDIT_VENV)/.installed  ## pip-audit over constraints.txt; exit 2 unless every pin was checked
+	$(AUDIT_VENV)/bin/python tools/audit.py constraints.txt $(AUDIT_ARGS)
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache myservice.sqlite*
+	rm -rf $(VENV) $(AUDIT_VENV) *.egg-info .pytest_cache .ruff_cache myservice.sqlite*
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -37,4 +41,9 @@ $(VENV)/.installed-testing: $(VENV)/.installed
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
+	touch $@
+
+$(AUDIT_VENV)/.installed: tools/audit-requirements.txt
+	$(PYTHON) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/pip install --quiet -r tools/audit-requirements.txt
 	touch $@

@@ -5,6 +5,7 @@ from setuptools import find_packages, setup
 requires = [
     "alembic>=1.13",
     "email-validator>=2.1",
+    "jiter>=0.19",
     "plaster_pastedeploy",
     "psycopg[binary]>=3.1",
     "pydantic>=2.6",

@@ -29,7 +29,7 @@ from .apidoc import Reply, operation
 from .db import RequestSession
 from .models import MAX_ID
 from .models.change import PAGE, append_changes
-from .validation import validate_query
+from .validation import QueryInt, validate_query
 
 ChangeType = Literal[
     "user.created",
@@ -80,8 +80,8 @@ def write_pending_changes(session):
 class ChangeParams(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    after: int = Field(0, ge=0, le=MAX_ID)
-    limit: int = Field(100, ge=1, le=1000)
+    after: QueryInt = Field(0, ge=0, le=MAX_ID)
+    limit: QueryInt = Field(100, ge=1, le=1000)
 
 
 class ChangeOut(BaseModel):

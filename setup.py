@@ -11,6 +11,7 @@ requires = [
     "pyramid>=2.0",
     "pyramid_retry>=2.1",
     "pyramid_tm>=2.5",
+    "python-json-logger>=3.1",
     "sqlalchemy>=2.0",
     "tqdm>=4.66",
     "transaction>=4.0",

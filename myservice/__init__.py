@@ -13,6 +13,7 @@ def main(global_config, **settings):
 def includeme(config):
     """The whole service, one concern per include."""
     config.include(".requestid")  # X-Request-ID on every response and log line
+    config.include(".accesslog")  # one access line per request, however many attempts it took
     config.include(".db")  # engine, session factory, request.dbsession, pyramid_tm, retry
     config.include(".problems")  # RFC 9457 error documents for every failure
     config.include(".validation")  # the JSON body guard: size, media type, strict JSON

@@ -6,6 +6,7 @@ requires = [
     "alembic>=1.13",
     "email-validator>=2.1",
     "plaster_pastedeploy",
+    "prometheus-client>=0.20",
     "psycopg[binary]>=3.1",
     "pydantic>=2.6",
     "pyramid>=2.0",

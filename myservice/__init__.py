@@ -22,5 +22,6 @@ def includeme(config):
     config.include(".routes")
     config.include(".changes")  # GET /changes, and the changes every write appends
     config.include(".idempotency")  # Idempotency-Key on POSTs: its setting
+    config.include(".metrics")  # GET /metrics: Prometheus counters of requests, retries, the pool
     config.scan(".views")
     config.include(".openapi")  # GET /openapi.json

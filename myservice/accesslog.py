@@ -14,7 +14,7 @@ The line goes to the ``myservice.access`` logger at INFO. Its message reads
 ``method``, ``path``, ``route``, ``status``, ``duration_ms``, ``retries`` and ``token``, the
 name of the request's token when the security policy left one in the environ (``TOKEN_KEY``;
 this module never looks a token up). The same record (``Served``) goes to every observer that
-``config.add_served_observer`` registered.
+``config.add_served_observer`` registered: the metrics count requests from it.
 """
 
 import logging

@@ -106,6 +106,12 @@ PATHS = {
             "responses": {"200": {"description": "ready"}, **_problems(503)},
         },
     },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics (myservice.metrics_access: localhost or a token)",
+            "responses": {"200": {"description": "text exposition format"}, **_problems(403)},
+        },
+    },
     "/openapi.json": {
         "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}},
     },

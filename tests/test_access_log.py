@@ -37,7 +37,7 @@ def log_from_the_view(request):
     return {"ok": True}
 
 
-#: Views that only these tests need.
+#: Views that only these tests (and tests/test_metrics.py) need.
 TEST_VIEWS = {
     "/test/conflict-once": conflict_on_the_first_attempt,
     "/test/conflict-always": conflict_on_every_attempt,

@@ -7,11 +7,13 @@ requires = [
     "email-validator>=2.1",
     "jiter>=0.19",
     "plaster_pastedeploy",
+    "prometheus-client>=0.20",
     "psycopg[binary]>=3.1",
     "pydantic>=2.6",
     "pyramid>=2.0",
     "pyramid_retry>=2.1",
     "pyramid_tm>=2.5",
+    "python-json-logger>=3.1",
     "sqlalchemy>=2.0",
     "openapi-ui-bundles>=0.3",  # Swagger UI 5 for GET /docs (OpenAPI 3.1), served offline
     "tqdm>=4.66",

@@ -13,6 +13,7 @@ def main(global_config, **settings):
 def includeme(config):
     """The whole service, one concern per include."""
     config.include(".requestid")  # X-Request-ID on every response and log line
+    config.include(".accesslog")  # one access line per request, however many attempts it took
     config.include(".db")  # engine, session factory, request.dbsession, pyramid_tm, retry
     config.include(".problems")  # RFC 9457 error documents for every failure
     config.include(".security")  # bearer tokens; views need the "read" or "write" scope
@@ -23,6 +24,7 @@ def includeme(config):
     config.include(".routes")
     config.include(".changes")  # GET /changes, and the changes every write appends
     config.include(".idempotency")  # Idempotency-Key on POSTs: its setting
+    config.include(".metrics")  # GET /metrics: Prometheus counters of requests, retries, the pool
     config.scan(".views")
     config.include(".openapi")  # GET /openapi.json
     config.include(".docspage")  # GET /docs: that document for people (Swagger UI, offline)

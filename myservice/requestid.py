@@ -1,26 +1,22 @@
 """X-Request-ID: echoed or generated, returned on every response, stamped on every log line.
 
 The id lives in the WSGI environ, which pyramid_retry reuses between attempts, so a retried
-request keeps the id the client saw. ``LogFormatter`` stamps each log line with the id of the
-request that Pyramid is serving on the current thread (``-`` outside a request).
+request keeps the id the client saw. The formatters stamp each log line with the id of the
+request that Pyramid is serving on the current thread (``-`` outside a request), unless the
+line names its request itself (the access line, written after the request has ended):
+``LogFormatter`` as plain text, ``JsonLogFormatter`` as one JSON object per line.
 """
 
 import logging
 import re
-import time
 import uuid
-from urllib.parse import quote
 
 from pyramid.threadlocal import get_current_request
 from pyramid.tweens import INGRESS
+from pythonjsonlogger.json import JsonFormatter
 
 ENVIRON_KEY = "myservice.request_id"
 VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-#: What webob leaves unescaped in ``request.path``.
-PATH_SAFE = "/~!$&'()*+,;=:@"
-
-access_log = logging.getLogger("myservice.access")
 
 
 def request_id(request):
@@ -39,36 +35,19 @@ def echoed_or_new(given):
 
 def request_id_tween_factory(handler, registry):
     def request_id_tween(request):
-        started = time.perf_counter()
         request_id = request.request_id
         response = handler(request)
         response.headers["X-Request-ID"] = request_id
-        access_log.info(
-            "%s %s %s %.1fms",
-            request.method,
-            logged_path(request.environ),
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-        )
         return response
 
     return request_id_tween
 
 
-def logged_path(environ):
-    """The path and query string as the client sent them, percent-encoded as webob does.
-
-    Not ``request.path_qs``: it decodes the path as UTF-8, so a path that is not (``/users/%FF``,
-    answered 400) would raise here, after the response, and turn it into a 500. Quoting the
-    query string too keeps control characters out of the log line.
-    """
-    # WSGI strings hold the request's bytes as latin-1; the server has decoded the path's escapes.
-    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-    path = quote(path, PATH_SAFE, "latin-1")
-    query = environ.get("QUERY_STRING")
-    if query:
-        path += "?" + quote(query, PATH_SAFE + "%?", "latin-1")
-    return path
+def stamp_request_id(record):
+    """Give ``record`` a ``request_id``: its own when it has one, else the current request's."""
+    if not hasattr(record, "request_id"):
+        request = get_current_request()
+        record.request_id = request.environ.get(ENVIRON_KEY, "-") if request is not None else "-"
 
 
 class LogFormatter(logging.Formatter):
@@ -78,8 +57,25 @@ class LogFormatter(logging.Formatter):
     """
 
     def format(self, record):
-        request = get_current_request()
-        record.request_id = request.environ.get(ENVIRON_KEY, "-") if request is not None else "-"
+        stamp_request_id(record)
+        return super().format(record)
+
+
+class JsonLogFormatter(JsonFormatter):
+    """One JSON object per line (python-json-logger): ``time`` (RFC 3339, UTC), the fields the
+    ini's ``format`` names (``levelname`` as ``level``, ``name`` as ``logger``), and every
+    ``extra`` field of the record, such as the access line's (``myservice.accesslog``).
+
+    Named as ``class`` in the ini files' ``[formatter_json]``.
+    """
+
+    def __init__(self, fmt=None, datefmt=None, style="%", validate=True, **options):
+        options.setdefault("timestamp", "time")
+        options.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
+        super().__init__(fmt, datefmt, style, validate, **options)
+
+    def format(self, record):
+        stamp_request_id(record)
         return super().format(record)
 
 

@@ -17,7 +17,7 @@ from pyramid.security import Allowed, Denied
 
 from .models.meta import utcnow
 from .models.token import PREFIX, find_by_secret, note_use
-from .problems import problem
+from .problems import http_exception_view, problem
 
 #: The WSGI environ key of a request's token name, once its token was accepted (for logs).
 TOKEN_NAME = "myservice.token_name"
@@ -95,7 +95,10 @@ class TokenSecurityPolicy:
 
 
 def forbidden_view(exc, request):
-    """401 for a request without a valid token, 403 for a token without the scope."""
+    """401 for a request without a valid token, 403 for a token without the scope; a 403 that
+    a view raised itself (``/metrics`` from afar) is answered as it is."""
+    if exc.result is None:
+        return http_exception_view(exc, request)
     outcome = request.authentication
     if isinstance(outcome, Refusal):
         challenge = REALM if outcome.error is None else f'{REALM}, error="{outcome.error}"'

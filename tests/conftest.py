@@ -178,10 +178,10 @@ def server(db_url, token, tmp_path_factory):
         delete_all_rows(db_url)
 
 
-@pytest.fixture
-def log_lines():
-    """Lines logged by myservice during the test, formatted as they are written (so with the
-    id of the request being served), in the ini files' format."""
+@contextmanager
+def collected_log(formatter):
+    """The lines myservice logs in the block, formatted by ``formatter`` as they are written
+    (so with the id of the request being served)."""
     lines = []
 
     class Collect(logging.Handler):
@@ -189,11 +189,22 @@ def log_lines():
             lines.append(self.format(record))
 
     handler = Collect()
-    handler.setFormatter(LogFormatter("[%(request_id)s] %(levelname)s [%(name)s] %(message)s"))
+    handler.setFormatter(formatter)
     logger = logging.getLogger("myservice")
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    yield lines
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.fixture
+def log_lines():
+    """Lines logged by myservice during the test, in the ini files' plain format."""
+    with collected_log(
+        LogFormatter("[%(request_id)s] %(levelname)s [%(name)s] %(message)s")
+    ) as lines:
+        yield lines

@@ -22,7 +22,14 @@ from tests.realserver import call
 from tests.test_openapi import served_operations
 from tests.test_users import ADA, assert_problem, create
 
-PUBLIC = {("/health", "get"), ("/health/ready", "get"), ("/openapi.json", "get"), ("/docs", "get")}
+#: /metrics is public to its own host in its default mode (tests/test_metrics.py: who may scrape).
+PUBLIC = {
+    ("/health", "get"),
+    ("/health/ready", "get"),
+    ("/openapi.json", "get"),
+    ("/docs", "get"),
+    ("/metrics", "get"),
+}
 CHALLENGE = 'Bearer realm="myservice"'
 
 
@@ -163,7 +170,7 @@ def test_every_operation_but_the_public_ones_needs_a_token(app, anonymous):
 
 @pytest.mark.parametrize(("path", "method"), sorted(PUBLIC))
 def test_health_readiness_the_openapi_document_and_its_page_are_public(anonymous, path, method):
-    anonymous.get(path, status=200)
+    anonymous.get(path, extra_environ={"REMOTE_ADDR": "127.0.0.1"}, status=200)
 
 
 def test_a_view_added_without_a_permission_needs_the_write_scope(app_settings, read_only, token):

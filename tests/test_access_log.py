@@ -1,0 +1,168 @@
+"""The access line: one per request, however many attempts it took, with what an operator needs.
+
+In process, the lines are formatted by the JSON formatter as the ini files configure it
+(``[formatter_json]``) and parsed back; over a real server, ``pserve`` writes them to stderr
+with the ini's ``formatter`` switched to ``json``. Replayed requests come from a view that
+meets a conflict on its first attempt (a ``StaleDataError``, as a versioned UPDATE that lost a
+race raises it) and that pyramid_retry replays, as it does any transient conflict.
+"""
+
+import configparser
+import json
+import logging
+import uuid
+from datetime import datetime
+
+import pytest
+from sqlalchemy.orm.exc import StaleDataError
+
+from myservice.requestid import JsonLogFormatter
+from tests.conftest import DEVELOPMENT_INI, app_with_views, collected_log, with_token
+from tests.realserver import call, running_server
+
+
+def conflict_on_the_first_attempt(request):
+    if request.environ["retry.attempt"] == 0:
+        raise StaleDataError("UPDATE statement on table 'users' expected to update 1 row")
+    return {"attempt": request.environ["retry.attempt"] + 1}
+
+
+def conflict_on_every_attempt(request):
+    raise StaleDataError("UPDATE statement on table 'users' expected to update 1 row")
+
+
+def log_from_the_view(request):
+    logging.getLogger("myservice.test").warning("something the view noticed")
+    return {"ok": True}
+
+
+#: Views that only these tests (and tests/test_metrics.py) need.
+TEST_VIEWS = {
+    "/test/conflict-once": conflict_on_the_first_attempt,
+    "/test/conflict-always": conflict_on_every_attempt,
+    "/test/log": log_from_the_view,
+}
+
+
+@pytest.fixture(scope="module")
+def views_app(app_settings):
+    """The service plus ``TEST_VIEWS``, over the session's database (nothing here writes)."""
+    return app_with_views(app_settings, TEST_VIEWS)
+
+
+@pytest.fixture
+def views_client(views_app, token):
+    return with_token(views_app, token)
+
+
+@pytest.fixture
+def json_log():
+    """Lines myservice logs during the test, formatted as ``[formatter_json]`` of the ini files
+    says, each parsed back into a dict."""
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(DEVELOPMENT_INI)
+    formatter = JsonLogFormatter(ini["formatter_json"]["format"])
+    with collected_log(formatter) as lines:
+        yield lambda: [json.loads(line) for line in lines]
+
+
+def access_lines(records, request_id):
+    return [
+        record
+        for record in records
+        if record["logger"] == "myservice.access" and record["request_id"] == request_id
+    ]
+
+
+def assert_access_line(record, *, method, path, route, status, retries=0, token=None):
+    assert record["level"] == "INFO"
+    assert datetime.fromisoformat(record["time"]).utcoffset().total_seconds() == 0
+    assert record["method"] == method
+    assert record["path"] == path
+    assert record["route"] == route
+    assert record["status"] == status
+    assert isinstance(record["duration_ms"], float) and record["duration_ms"] > 0
+    assert record["retries"] == retries
+    assert record["token"] == token
+    assert record["message"].startswith(f"{method} {path}")
+
+
+def test_a_request_is_logged_as_json_with_its_id_route_status_and_duration(testapp, json_log):
+    user = testapp.post_json("/users", {"username": "logged", "email": "logged@example.org"}).json
+
+    testapp.get(f"/users/{user['id']}?fields=all", headers={"X-Request-ID": "json-line-1"})
+
+    [line] = access_lines(json_log(), "json-line-1")
+    path = f"/users/{user['id']}"
+    assert_access_line(line, method="GET", path=path, route="user", status=200, token="tests")
+    assert line["message"].startswith(f"GET /users/{user['id']}?fields=all 200 ")
+
+
+def test_an_unrouted_request_is_logged_with_no_route(testapp, json_log):
+    testapp.get("/nowhere", headers={"X-Request-ID": "json-line-404"}, status=404)
+
+    [line] = access_lines(json_log(), "json-line-404")
+    assert_access_line(line, method="GET", path="/nowhere", route=None, status=404)
+
+
+def test_the_name_of_the_requests_token_is_logged_never_its_secret(testapp, token, json_log):
+    testapp.get("/users", headers={"X-Request-ID": "json-line-token"})
+    testapp.get("/health", headers={"X-Request-ID": "json-line-no-token"})  # looks none up
+
+    records = json_log()
+    [with_token] = access_lines(records, "json-line-token")
+    assert_access_line(
+        with_token, method="GET", path="/users", route="users", status=200, token="tests"
+    )
+    assert with_token["message"].endswith(" token=tests")
+    assert token not in str(records)
+    [without] = access_lines(records, "json-line-no-token")
+    assert without["token"] is None
+    assert "token=" not in without["message"]
+
+
+def test_a_replayed_request_is_logged_once_with_its_retries_and_final_status(
+    views_client, json_log
+):
+    reply = views_client.get("/test/conflict-once", headers={"X-Request-ID": "json-line-retried"})
+
+    assert reply.json == {"attempt": 2}
+    [line] = access_lines(json_log(), "json-line-retried")
+    route = "/test/conflict-once"
+    assert_access_line(
+        line, method="GET", path=route, route=route, status=200, retries=1, token="tests"
+    )
+
+
+def test_a_request_that_conflicts_on_every_attempt_is_logged_once_with_its_503(
+    views_client, json_log
+):
+    views_client.get("/test/conflict-always", headers={"X-Request-ID": "json-line-503"}, status=503)
+
+    [line] = access_lines(json_log(), "json-line-503")
+    route = "/test/conflict-always"
+    assert_access_line(
+        line, method="GET", path=route, route=route, status=503, retries=2, token="tests"
+    )
+
+
+def test_application_log_lines_carry_the_request_id_in_json(views_client, json_log):
+    views_client.get("/test/log", headers={"X-Request-ID": "json-app-line"})
+
+    [line] = [record for record in json_log() if record["logger"] == "myservice.test"]
+    assert line["request_id"] == "json-app-line"
+    assert line["level"] == "WARNING"
+    assert line["message"] == "something the view noticed"
+
+
+def test_a_real_server_logging_json_writes_one_access_line_per_request(db_url, token, tmp_path):
+    request_id = f"real-{uuid.uuid4().hex}"
+    overrides = {"formatter": "json"}
+    with running_server(tmp_path, db_url, overrides, token) as server:
+        reply = call(server, "GET", "/users?limit=1", headers={"X-Request-ID": request_id})
+        assert reply.status == 200
+    records = [json.loads(line) for line in server.log_lines() if line.startswith("{")]
+
+    [line] = access_lines(records, request_id)
+    assert_access_line(line, method="GET", path="/users", route="users", status=200, token="tests")
+    assert line["message"].startswith("GET /users?limit=1 200 ")

@@ -8,7 +8,10 @@ import http.client
 import json
 import os
 import re
+import socket
+import subprocess
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -48,6 +51,7 @@ class Server:
     port: int
     log: Path  # the server's stderr: every log line
     token: str  # what ``call`` sends as ``Authorization: Bearer``
+    process: subprocess.Popen  # pserve
 
     @property
     def base_url(self):
@@ -84,7 +88,7 @@ def _pserve(source, directory, env, overrides=None, token=UNKNOWN_TOKEN):
     ini = write_ini(source, directory, port, overrides)
     try:
         with bench_server(ini, env, port, STARTUP_DEADLINE) as started:
-            yield Server("127.0.0.1", port, started.log_path, token)
+            yield Server("127.0.0.1", port, started.log_path, token, started.process)
     except BenchError as error:
         pytest.fail(str(error))
 
@@ -118,6 +122,58 @@ def call(server, method, path, body=None, headers=(), timeout=CLIENT_TIMEOUT):
         return Reply(response.status, response.headers, response.read())
     finally:
         connection.close()
+
+
+# -- raw HTTP, for tests about the bytes on the wire --------------------------------------------
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def connect(server):
+    return socket.create_connection((server.host, server.port), timeout=CLIENT_TIMEOUT)
+
+
+def head(method, path, *headers):
+    lines = [f"{method} {path} HTTP/1.1", "Host: localhost", *headers, "", ""]
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def read_reply(sock, method="GET"):
+    """The next response on ``sock``, whole: status, headers and body."""
+    response = http.client.HTTPResponse(sock, method=method)
+    response.begin()
+    return response.status, response.headers, response.read()
+
+
+def ask_to_continue(sock, server, method, path, length):
+    """Send the head of a JSON request of ``length`` bytes with the server's token and
+    ``Expect: 100-continue``, and return what the server answers first (``CONTINUE`` when it
+    invites the body: from then on the server holds the request, waiting for its body)."""
+    sock.sendall(
+        head(
+            method,
+            path,
+            f"Authorization: Bearer {server.token}",
+            "Content-Type: application/json",
+            f"Content-Length: {length}",
+            "Expect: 100-continue",
+        )
+    )
+    return sock.recv(len(CONTINUE), socket.MSG_WAITALL)
+
+
+def wait_until_refused(server, seconds=CLIENT_TIMEOUT):
+    """Wait until the server refuses new connections; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((server.host, server.port), timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        except ConnectionResetError:
+            pass  # queued as the listening socket closed: the next attempt tells
+        time.sleep(0.02)
+    pytest.fail(f"the server still accepted connections {seconds}s later")
 
 
 def concurrently(function, arguments):

@@ -1,7 +1,7 @@
 """The real server for tests: ``pserve`` in a subprocess, spoken to over real HTTP.
 
-The server runs ``development.ini`` unchanged but for its port (and any ``overrides``), on the
-database the test names (``DATABASE_URL``).
+The server runs ``development.ini`` (or ``production.ini``) unchanged but for its port (and any
+``overrides``), on the database the test names (``DATABASE_URL``).
 """
 
 import http.client
@@ -23,6 +23,8 @@ import pytest
 from bench.server import BenchError, free_port, write_ini
 from bench.server import running_server as bench_server
 from tests.conftest import DEVELOPMENT_INI, ROOT
+
+PRODUCTION_INI = ROOT / "production.ini"
 
 #: bench/bare_app.py (a WSGI app without Pyramid) served by myservice.server.
 BARE_INI = ROOT / "bench" / "bare.ini"
@@ -71,6 +73,14 @@ def running_server(directory, database_url, overrides=None, token=UNKNOWN_TOKEN)
     """
     env = {**os.environ, "DATABASE_URL": database_url}
     with _pserve(DEVELOPMENT_INI, directory, env, overrides, token) as server:
+        yield server
+
+
+@contextmanager
+def running_production_server(directory, database_url, overrides=None, token=UNKNOWN_TOKEN):
+    """``pserve`` of production.ini, like ``running_server``, with the secret it demands."""
+    env = {**os.environ, "DATABASE_URL": database_url, "MYSERVICE_SECRET": "s" * 48}
+    with _pserve(PRODUCTION_INI, directory, env, overrides, token) as server:
         yield server
 
 

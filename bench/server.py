@@ -85,12 +85,13 @@ def migrate(ini, env):
 
 
 @contextmanager
-def running_server(ini, env, port, startup_seconds):
-    """``pserve ini`` answering GET /health, terminated when the block ends, however it ends."""
+def running_server(ini, env, port, startup_seconds, command=None):
+    """``pserve ini`` (or ``command``) answering GET /health, terminated when the block ends,
+    however it ends."""
     log_path = ini.with_suffix(".log")
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [venv_command("pserve"), str(ini)],
+            command or [venv_command("pserve"), str(ini)],
             env=env,
             cwd=ini.parent,
             stdin=subprocess.DEVNULL,
@@ -110,7 +111,8 @@ def wait_until_healthy(server, seconds):
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise BenchError(
-                f"pserve exited with status {server.process.returncode}:\n"
+                f"{Path(server.process.args[0]).name} exited with status "
+                f"{server.process.returncode}:\n"
                 f"{log_tail(server.log_path)}"
             )
         if health_answers(server.port):

@@ -11,6 +11,7 @@
 """
 
 import os
+import weakref
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.settings import asbool
@@ -82,7 +83,27 @@ def make_engine(settings):
     event.listen(engine, "begin", begin)
     if engine.dialect.name == "sqlite":
         configure_sqlite(engine)
+    empty_pool_after_fork(engine)
     return engine
+
+
+def empty_pool_after_fork(engine):
+    """Give a forked child process an empty pool, and leave the parent's connections alone.
+
+    A pre-forking server that builds the app before it forks (gunicorn's ``preload_app``) would
+    otherwise hand one pooled connection to several processes, whose messages would interleave
+    on one database session. ``dispose(close=False)`` only drops the child's references (psycopg
+    does not close a connection in a process other than the one that opened it), so the parent
+    keeps its connections and each child opens its own.
+    """
+    engine_ref = weakref.ref(engine)  # the hook must not keep an engine alive
+
+    def in_child():
+        forked = engine_ref()
+        if forked is not None:
+            forked.dispose(close=False)
+
+    os.register_at_fork(after_in_child=in_child)
 
 
 def begin(connection):

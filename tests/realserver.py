@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.server import BenchError, free_port, write_ini
+from bench.server import BenchError, free_port, venv_command, write_ini
 from bench.server import running_server as bench_server
 from tests.conftest import DEVELOPMENT_INI, ROOT
 
@@ -53,7 +53,7 @@ class Server:
     port: int
     log: Path  # the server's stderr: every log line
     token: str  # what ``call`` sends as ``Authorization: Bearer``
-    process: subprocess.Popen  # pserve
+    process: subprocess.Popen  # pserve, or gunicorn's master
 
     @property
     def base_url(self):
@@ -85,6 +85,22 @@ def running_production_server(directory, database_url, overrides=None, token=UNK
 
 
 @contextmanager
+def running_gunicorn(directory, database_url, workers, token=UNKNOWN_TOKEN):
+    """``gunicorn --paste production.ini`` (with gunicorn.conf.py) with ``workers`` processes on
+    a free port, like ``running_server``."""
+    env = {**os.environ, "DATABASE_URL": database_url, "MYSERVICE_SECRET": "s" * 48}
+
+    def gunicorn(ini, port):
+        return [
+            *(venv_command("gunicorn"), "--config", str(ROOT / "gunicorn.conf.py")),
+            *("--paste", str(ini), "--bind", f"127.0.0.1:{port}", "--workers", str(workers)),
+        ]
+
+    with _pserve(PRODUCTION_INI, directory, env, token=token, command=gunicorn) as server:
+        yield server
+
+
+@contextmanager
 def running_bare_server(directory):
     """``pserve`` of bench/bare.ini (no Pyramid, no database) on a free port, like the above."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # pserve runs in ``directory``
@@ -93,11 +109,13 @@ def running_bare_server(directory):
 
 
 @contextmanager
-def _pserve(source, directory, env, overrides=None, token=UNKNOWN_TOKEN):
+def _pserve(source, directory, env, overrides=None, token=UNKNOWN_TOKEN, command=None):
+    """``source`` served on a free port: by pserve, or by ``command(ini, port)``."""
     port = free_port()
     ini = write_ini(source, directory, port, overrides)
+    command = command and command(ini, port)
     try:
-        with bench_server(ini, env, port, STARTUP_DEADLINE) as started:
+        with bench_server(ini, env, port, STARTUP_DEADLINE, command) as started:
             yield Server("127.0.0.1", port, started.log_path, token, started.process)
     except BenchError as error:
         pytest.fail(str(error))

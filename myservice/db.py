@@ -197,8 +197,13 @@ def dbsession(request):
 
     It checks out its connection at once, telling ``begin`` whether this request reads or writes.
     """
+    return joined_session(request, "write" if request.method in WRITE_METHODS else "read")
+
+
+def joined_session(request, access=None):
+    """A new session joined to ``request.tm``'s transaction (begun already), its connection
+    checked out with ``access`` for ``begin`` (None: a plain BEGIN)."""
     session = request.registry["dbsession_factory"](transaction_manager=request.tm)
-    access = "write" if request.method in WRITE_METHODS else "read"
     session.connection(execution_options={"access": access})
     return session
 

@@ -55,6 +55,24 @@ def paused(pid):
         os.kill(pid, signal.SIGCONT)
 
 
+def has_exited(pid):
+    """The process has ended (a zombie until its parent reaps it, then gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_until_one_has_exited(pids):
+    deadline = time.monotonic() + CLIENT_TIMEOUT
+    while time.monotonic() < deadline:
+        if any(has_exited(pid) for pid in pids):
+            return
+        time.sleep(0.02)
+    pytest.fail(f"no worker of {pids} exited")
+
+
 def new_user():
     name = unique("forked")
     return {"username": name, "email": f"{name}@example.org"}
@@ -75,11 +93,16 @@ def test_each_of_two_gunicorn_workers_serves_the_api(gunicorn):
 
 
 def test_gunicorn_answers_a_request_in_flight_at_sigterm_and_exits(gunicorn):
+    pids = worker_pids(gunicorn, 2)
+    for other in pids:  # each worker alone answers once, so both have booted: one still booting
+        with paused(other):  # would miss the SIGTERM, and gunicorn wait for graceful_timeout
+            assert call(gunicorn, "GET", "/health").status == 200
     body = json.dumps(new_user()).encode()
     with connect(gunicorn) as sock:
         assert ask_to_continue(sock, gunicorn, "POST", "/users", len(body)) == CONTINUE
 
         gunicorn.process.send_signal(signal.SIGTERM)
+        wait_until_one_has_exited(pids)  # the idle one: the signal has reached them
         sock.sendall(body)
         status, _, reply = read_reply(sock, "POST")
 

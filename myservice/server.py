@@ -1,4 +1,4 @@
-"""The server: waitress and four small changes, as a ``paste.server_runner`` (egg:myservice).
+"""The server: waitress and five small changes, as a ``paste.server_runner`` (egg:myservice).
 
 ``[server:main]`` takes waitress's own options (listen, threads, trusted_proxy...). Over stock
 waitress 3.0.2 this runner:

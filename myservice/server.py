@@ -178,8 +178,9 @@ def serve(app, global_conf, graceful_timeout=GRACEFUL_TIMEOUT, **settings):
 def run(server, graceful_timeout):
     """waitress's main loop until a stop signal, then ``drain``: a bounded, graceful stop."""
     sockets = server.socket_map
-    adj = next(listeners(sockets)).adj
-    with stop_signals(next(listeners(sockets)).pull_trigger) as stop:
+    first = next(listeners(sockets))
+    adj = first.adj
+    with stop_signals(first.pull_trigger) as stop:
         while stop.deadline is None:
             wasyncore.loop(adj.asyncore_loop_timeout, adj.asyncore_use_poll, sockets, count=1)
         stop.deadline = min(stop.deadline, time.monotonic() + graceful_timeout)
@@ -238,7 +239,7 @@ def drain(sockets, stop, use_poll):
         wasyncore.loop(remaining, use_poll, sockets, count=1)
         busy = close_idle(sockets)
     if busy:
-        log.warning("graceful_timeout passed: exiting with %d connection(s) unfinished", len(busy))
+        log.warning("exiting with %d connection(s) unfinished: out of time", len(busy))
     else:
         log.info("stopped: every request in flight was answered")
 

@@ -5,6 +5,13 @@ BIN     = $(VENV)/bin
 INI    ?= development.ini
 # The token `make run` creates on first start (and `make clean` deletes with the database).
 DEV_TOKEN = .dev-token
+# Debian packages the tests run, named by their binaries (each package is named after its
+# binary): tests/test_docs_page.py's browser, chromium (never a browser build of its own), and
+# tests/test_pgbouncer.py's pgbouncer.
+CHROMIUM = /usr/bin/chromium
+PGBOUNCER = /usr/sbin/pgbouncer
+TEST_BINARIES = $(CHROMIUM) $(PGBOUNCER)
+SUDO    = $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: run test test-sqlite test-postgres lint migrate bench clean
 
@@ -42,9 +49,15 @@ $(VENV)/.installed: $(VENV)/.created setup.py constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.installed-testing: $(VENV)/.installed
+$(VENV)/.installed-testing: $(VENV)/.installed | $(TEST_BINARIES)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[testing]'
 	touch $@
+
+# One apt-get for all of them when any is missing (a grouped target: the recipe runs once).
+$(TEST_BINARIES) &:
+	$(SUDO) apt-get -o DPkg::Lock::Timeout=600 update
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+		install -y --no-install-recommends $(notdir $(TEST_BINARIES))
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'

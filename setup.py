@@ -12,6 +12,7 @@ requires = [
     "pyramid_retry>=2.1",
     "pyramid_tm>=2.5",
     "sqlalchemy>=2.0",
+    "openapi-ui-bundles>=0.3",  # Swagger UI 5 for GET /docs (OpenAPI 3.1), served offline
     "tqdm>=4.66",
     "transaction>=4.0",
     "waitress>=3.0",
@@ -31,6 +32,7 @@ gunicorn_require = [
 
 tests_require = [
     *gunicorn_require,  # tests/test_gunicorn.py runs it
+    "playwright>=1.50",  # drives Debian's chromium (the Makefile installs it), never its own
     "pytest>=8",
     "ruff",
     "webtest>=3.0",

@@ -89,38 +89,47 @@ def running_server(ini, env, port, startup_seconds, command=None):
     """``pserve ini`` (or ``command``) answering GET /health, terminated when the block ends,
     however it ends."""
     log_path = ini.with_suffix(".log")
+    command = command or [venv_command("pserve"), str(ini)]
+    with running_process(
+        command,
+        log_path,
+        lambda: health_answers(port),
+        startup_seconds,
+        waiting_for="GET /health to answer 200",
+        env=env,
+        cwd=ini.parent,
+    ) as process:
+        yield Server(process, port, log_path)
+
+
+@contextmanager
+def running_process(command, log_path, ready, seconds, *, waiting_for, **popen):
+    """``command`` (``popen``: Popen's arguments) with its output in ``log_path``, once
+    ``ready()`` is true (within ``seconds``, else BenchError naming what it was ``waiting_for``);
+    terminated when the block ends, however it ends."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command or [venv_command("pserve"), str(ini)],
-            env=env,
-            cwd=ini.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **popen
         )
-    server = Server(process, port, log_path)
     try:
-        wait_until_healthy(server, startup_seconds)
-        yield server
+        wait_until_ready(process, log_path, ready, seconds, waiting_for)
+        yield process
     finally:
         stop(process)
 
 
-def wait_until_healthy(server, seconds):
+def wait_until_ready(process, log_path, ready, seconds, waiting_for):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
+        if process.poll() is not None:
+            name = Path(process.args[0]).name
             raise BenchError(
-                f"{Path(server.process.args[0]).name} exited with status "
-                f"{server.process.returncode}:\n"
-                f"{log_tail(server.log_path)}"
+                f"{name} exited with status {process.returncode}:\n{log_tail(log_path)}"
             )
-        if health_answers(server.port):
+        if ready():
             return
         time.sleep(0.1)
-    raise BenchError(
-        f"GET /health did not answer 200 within {seconds:g}s:\n{log_tail(server.log_path)}"
-    )
+    raise BenchError(f"waited {seconds:g}s for {waiting_for}, in vain:\n{log_tail(log_path)}")
 
 
 def health_answers(port):

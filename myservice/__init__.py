@@ -25,3 +25,4 @@ def includeme(config):
     config.include(".idempotency")  # Idempotency-Key on POSTs: its setting
     config.scan(".views")
     config.include(".openapi")  # GET /openapi.json
+    config.include(".docspage")  # GET /docs: that document for people (Swagger UI, offline)

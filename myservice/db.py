@@ -37,6 +37,9 @@ ZOPE_EVENTS = (
 #: Seconds a SQLite writer waits for the write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
+#: The setting that puts PgBouncer (transaction pooling) between the service and PostgreSQL.
+PGBOUNCER = "myservice.pgbouncer"
+
 #: libpq options: how long to wait for a PostgreSQL server to accept a connection (s), and
 #: how long sent data may go unacknowledged (ms) before a connection to a dead host is dropped
 #: (keepalives find one that dies while idle). A server that is alive but frozen is not
@@ -70,17 +73,17 @@ def make_engine(settings):
     """
     url = database_url(settings)
     options = {"isolation_level": "AUTOCOMMIT"}
+    pgbouncer = url.get_backend_name() == "postgresql" and behind_pgbouncer(settings)
     if url.get_backend_name() == "postgresql":
-        # Timestamps arrive as UTC whatever the server's zone (models.meta.UTCDateTime relies
-        # on it); options the URL names (a search_path, say) are kept.
-        libpq_options = " ".join(filter(None, (url.query.get("options"), "-c TimeZone=UTC")))
-        options["connect_args"] = {**POSTGRES_CONNECT_ARGS, "options": libpq_options}
+        options["connect_args"] = postgres_connect_args(url, pgbouncer)
     if "sqlalchemy.pool_pre_ping" in settings:  # engine_from_config leaves "false" a string
         options["pool_pre_ping"] = asbool(settings["sqlalchemy.pool_pre_ping"])
     engine = engine_from_config(
         {**settings, "sqlalchemy.url": url}, prefix="sqlalchemy.", **options
     )
     event.listen(engine, "begin", begin)
+    if pgbouncer:  # first, before SQLAlchemy's own first queries
+        event.listen(engine, "connect", set_time_zone_utc, insert=True)
     if engine.dialect.name == "sqlite":
         configure_sqlite(engine)
     empty_pool_after_fork(engine)
@@ -106,6 +109,46 @@ def empty_pool_after_fork(engine):
     os.register_at_fork(after_in_child=in_child)
 
 
+def postgres_connect_args(url, pgbouncer):
+    """psycopg's arguments: ``POSTGRES_CONNECT_ARGS``, and sessions in UTC.
+
+    Timestamps must arrive as UTC whatever the server's zone (models.meta.UTCDateTime relies on
+    it). Directly, ``-c TimeZone=UTC`` rides in libpq's startup ``options``, merged with any the
+    URL names (a search_path, say). PgBouncer refuses ``options``, so behind it the zone is set
+    by ``set_time_zone_utc`` instead, and psycopg prepares no statements: one prepared on one
+    server connection is unknown on the next.
+    """
+    if not pgbouncer:
+        libpq_options = " ".join(filter(None, (url.query.get("options"), "-c TimeZone=UTC")))
+        return {**POSTGRES_CONNECT_ARGS, "options": libpq_options}
+    if "options" in url.query:
+        raise ConfigurationError(
+            f"{PGBOUNCER} = true: PgBouncer does not pass libpq 'options' on to PostgreSQL;"
+            " set them on the role or database instead (ALTER ROLE ... SET ...)"
+        )
+    return {**POSTGRES_CONNECT_ARGS, "prepare_threshold": None}
+
+
+def behind_pgbouncer(settings):
+    """Whether ``myservice.pgbouncer`` says the database URL names a PgBouncer in transaction
+    pooling mode: consecutive transactions (and, outside one, statements) of one connection may
+    then run on different server connections, so nothing may rely on session state. Off, the
+    service talks to PostgreSQL directly; on, it works either way (see ``make_engine``)."""
+    return asbool(settings.get(PGBOUNCER, False))
+
+
+def set_time_zone_utc(dbapi_connection, connection_record):
+    """``SET TimeZone`` once per new connection, for PgBouncer, which refuses libpq ``options``.
+
+    A session SET does not stick in transaction pooling, but PgBouncer tracks this parameter (and
+    client_encoding, DateStyle...) per client and applies it to each server connection it lends.
+    """
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    dbapi_connection.execute("SET TimeZone TO 'UTC'")
+    dbapi_connection.autocommit = autocommit
+
+
 def begin(connection):
     """Start the transaction the way this connection's request needs it (``access``).
 
@@ -116,7 +159,7 @@ def begin(connection):
     - ``"write"``: BEGIN, and on SQLite BEGIN IMMEDIATE, which takes the write lock up front
       (waiting up to the busy timeout): a deferred transaction that reads and then writes fails
       at once with "database is locked" when another writer got there first.
-    - anything else (migrations, tests): a plain BEGIN.
+    - anything else (migrations, tests, pshell): a plain BEGIN.
     """
     access = connection.get_execution_options().get("access")
     if access == "read":

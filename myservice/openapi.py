@@ -98,6 +98,12 @@ PATHS = {
             },
         },
     },
+    "/docs": {
+        "get": {
+            "summary": "This document as a page for people (Swagger UI)",
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+        },
+    },
     "/health": {
         "get": {"summary": "The process is up", "responses": {"200": {"description": "ok"}}},
     },

@@ -22,7 +22,7 @@ from tests.realserver import call
 from tests.test_openapi import served_operations
 from tests.test_users import ADA, assert_problem, create
 
-PUBLIC = {("/health", "get"), ("/health/ready", "get"), ("/openapi.json", "get")}
+PUBLIC = {("/health", "get"), ("/health/ready", "get"), ("/openapi.json", "get"), ("/docs", "get")}
 CHALLENGE = 'Bearer realm="myservice"'
 
 
@@ -162,7 +162,7 @@ def test_every_operation_but_the_public_ones_needs_a_token(app, anonymous):
 
 
 @pytest.mark.parametrize(("path", "method"), sorted(PUBLIC))
-def test_health_readiness_and_the_openapi_document_are_public(anonymous, path, method):
+def test_health_readiness_the_openapi_document_and_its_page_are_public(anonymous, path, method):
     anonymous.get(path, status=200)
 
 

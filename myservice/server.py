@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 #: otherwise (gunicorn's setting of the same name has the same meaning; its default is 30).
 GRACEFUL_TIMEOUT = 20
 
+#: The ``[server:main]`` options of this runner's own, which stock waitress would refuse.
+OWN_OPTIONS = ("graceful_timeout",)
+
 #: The signals that stop the server gracefully; a second one stops the wait.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 

@@ -127,3 +127,17 @@ def test_production_ignores_forwarded_headers_from_anyone_but_its_proxy(
         location, user_id = created_location(server)
 
     assert location == f"{server.base_url}/users/{user_id}"
+
+
+def test_the_benchmarks_stock_waitress_takes_production_server_options():
+    from waitress.adjustments import Adjustments
+
+    from bench.variants import baseline_editor
+
+    text = baseline_editor("egg:waitress#main")((ROOT / "production.ini").read_text())
+    parser = configparser.ConfigParser(defaults={"here": "."})
+    parser.read_string(text)
+    server = {k: v for k, v in parser.items("server:main") if k not in parser.defaults()}
+
+    assert server.pop("use") == "egg:waitress#main"
+    Adjustments(**server)  # raises ValueError on an option stock waitress does not know

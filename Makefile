@@ -12,8 +12,9 @@ CHROMIUM = /usr/bin/chromium
 PGBOUNCER = /usr/sbin/pgbouncer
 TEST_BINARIES = $(CHROMIUM) $(PGBOUNCER)
 SUDO    = $(if $(filter 0,$(shell id -u)),,sudo)
+AUDIT_VENV ?= .venv-audit
 
-.PHONY: run test test-sqlite test-postgres lint migrate bench clean
+.PHONY: run test test-sqlite test-postgres lint migrate bench audit clean
 
 run: $(VENV)/.installed migrate $(DEV_TOKEN)  ## create the venv, install, migrate SQLite, serve on :6543
 	@echo "Development token (scopes read and write; kept in $(DEV_TOKEN)). Paste:"
@@ -31,8 +32,11 @@ migrate: $(VENV)/.installed
 bench: $(VENV)/.installed-bench  ## myservice against a bare baseline (see README); BENCH_ARGS=--quick
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+audit: $(AUDIT_VENV)/.installed  ## pip-audit over constraints.txt; exit 2 unless every pin was checked
+	$(AUDIT_VENV)/bin/python tools/audit.py constraints.txt $(AUDIT_ARGS)
+
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache myservice.sqlite* $(DEV_TOKEN)
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache myservice.sqlite* $(DEV_TOKEN) $(AUDIT_VENV)
 
 # A token for trying the API, made once: its secret is shown only when it is made.
 $(DEV_TOKEN): | migrate
@@ -61,4 +65,9 @@ $(TEST_BINARIES) &:
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
+	touch $@
+
+$(AUDIT_VENV)/.installed: tools/audit-requirements.txt
+	$(PYTHON) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/pip install --quiet -r tools/audit-requirements.txt
 	touch $@

@@ -5,6 +5,7 @@ from setuptools import find_packages, setup
 requires = [
     "alembic>=1.13",
     "email-validator>=2.1",
+    "jiter>=0.19",
     "plaster_pastedeploy",
     "psycopg[binary]>=3.1",
     "pydantic>=2.6",
@@ -33,8 +34,10 @@ gunicorn_require = [
 tests_require = [
     *gunicorn_require,  # tests/test_gunicorn.py runs it
     "playwright>=1.50",  # drives Debian's chromium (the Makefile installs it), never its own
+    "openapi-spec-validator>=0.7",  # tests/test_openapi.py: the document is valid OpenAPI 3.1
     "pytest>=8",
     "ruff",
+    "schemathesis>=4.0",  # tests/test_fuzz.py: the server keeps to the document
     "webtest>=3.0",
 ]
 

@@ -25,10 +25,11 @@ import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import event
 
+from .apidoc import Reply, operation
 from .db import RequestSession
 from .models import MAX_ID
 from .models.change import PAGE, append_changes
-from .validation import validate_query
+from .validation import QueryInt, validate_query
 
 ChangeType = Literal[
     "user.created",
@@ -79,8 +80,8 @@ def write_pending_changes(session):
 class ChangeParams(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    after: int = Field(0, ge=0, le=MAX_ID)
-    limit: int = Field(100, ge=1, le=1000)
+    after: QueryInt = Field(0, ge=0, le=MAX_ID)
+    limit: QueryInt = Field(100, ge=1, le=1000)
 
 
 class ChangeOut(BaseModel):
@@ -98,6 +99,11 @@ class ChangePage(BaseModel):
     next_after: int
 
 
+@operation(
+    "Every committed change after a seq, oldest first, in commit order",
+    query=ChangeParams,
+    responses={200: Reply("a page; next_after is the after of the next poll", ChangePage)},
+)
 def list_changes(request):
     """The changes after ``after``, oldest first: one range scan of the primary key."""
     params = validate_query(request, ChangeParams)

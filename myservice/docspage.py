@@ -12,6 +12,8 @@ from openapi_ui_bundles.swagger_ui import static_path as swagger_ui_path
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 
+from .apidoc import Reply, operation
+
 #: Where the Swagger UI files are served: the path carries the package's version, so a browser
 #: may keep them for long; a new version has new URLs.
 ASSETS = f"docs/swagger-ui-{bundles_version}"
@@ -43,6 +45,11 @@ PAGE = """<!DOCTYPE html>
 """
 
 
+@operation(
+    "This document as a page for people (Swagger UI)",
+    responses={200: Reply("an HTML page", schema={"type": "string"}, media="text/html")},
+    database=False,
+)
 def docs_page(request):
     """The page, with URLs relative to where the app is mounted (``SCRIPT_NAME``)."""
     body = PAGE.format(

@@ -2,9 +2,9 @@
 
 Keys are the token's own (``request.identity``): the same key from another token is another key.
 Make a POST view idempotent with ``@view_config(..., decorator=idempotent)``. A request that
-carries the header (1 to 255 printable ASCII characters, else 400) claims its key in its own
-transaction before the view runs, and the view's 2xx/3xx response (status, ``KEPT_HEADERS``,
-body) is stored with it before it commits. So:
+carries the header (1 to 255 printable ASCII characters, no space at either end, else 400)
+claims its key in its own transaction before the view runs, and the view's 2xx/3xx response
+(status, ``KEPT_HEADERS``, body) is stored with it before it commits. So:
 
 - a repeat with the same method, path and body (compared as canonical JSON) gets the stored
   response, even if the resource has changed since, and the view does not run;
@@ -27,12 +27,24 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.httpexceptions import HTTPBadRequest, HTTPUnprocessableEntity
 from pyramid.response import Response
 
+from .apidoc import Header
 from .models.idempotency import claim_key, purge_expired, store_response
 from .models.meta import utcnow
 from .validation import json_body
 
 HEADER = "Idempotency-Key"
-VALID_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+#: HTTP strips the spaces around a header's value, so a key cannot begin or end with one.
+VALID_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
+
+#: The header as the OpenAPI document states it, on the views this decorates.
+IDEMPOTENCY_KEY = Header(
+    HEADER,
+    "a repeat with the same key and body replays the first response (Idempotent-Replayed: "
+    "true); the same key with another body is 422",
+    schema={"type": "string", "pattern": f"^{VALID_KEY.pattern}$"},
+    problems=(400, 422),
+    success_headers=("Idempotent-Replayed",),
+)
 
 #: The response headers a replay repeats (X-Request-ID is the replaying request's own).
 KEPT_HEADERS = ("Content-Type", "Location", "ETag")
@@ -86,7 +98,7 @@ def claim(request, key):
 
 class InvalidKey(HTTPBadRequest):
     def __init__(self):
-        detail = "must be 1 to 255 printable ASCII characters"
+        detail = "must be 1 to 255 printable ASCII characters, without a space at either end"
         super().__init__(f"the {HEADER} header {detail}")
         self.errors = [{"header": HEADER, "detail": detail}]
 

@@ -1,296 +1,248 @@
-"""GET /openapi.json: the HTTP contract as OpenAPI 3.1.
+"""GET /openapi.json: the HTTP contract as OpenAPI 3.1, built at startup from the views.
 
-Built once at startup. The schemas come from the pydantic models the views validate and render
-with, so they cannot drift from the code; the paths are listed here, and a test checks them
-against the routes the app really serves.
+Each view states the facts only it knows with ``@operation(...)``, beside its ``@view_config``:
+a summary, its query and body models, the request headers it reads, its responses (models,
+headers, links) and the problems only it answers. When the configuration is committed the
+document is built by walking Pyramid's introspector, which knows the rest:
+
+- the path and its parameters, from the route's pattern (``{id:\\d{1,19}}`` is an id);
+- the method, from the view's ``request_method``;
+- the security, from the view's permission (or the registry's default permission);
+- the problems every operation of a kind shares: 400 for a bad query parameter, 400/413/415/422
+  for a body, 404 for a URL id, 401/403 for a protected view, 503 while the database is away.
+
+Schemas come from the pydantic models that the views validate and render with, so the document
+cannot drift from the code. ``tests/test_fuzz.py`` holds the server to it with schemathesis.
 """
+
+import re
 
 import pydantic_core
 from pydantic.json_schema import models_json_schema
+from pyramid.config import PHASE3_CONFIG
+from pyramid.exceptions import ConfigurationError
+from pyramid.interfaces import IDefaultPermission
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
+from pyramid.static import static_view
 
-from .changes import ChangePage
-from .views.bulk import UsersBulk, UsersCreated
-from .views.groups import GroupCreate, GroupOut, GroupPage, GroupPatch
-from .views.memberships import MembershipOut
-from .views.users import UserCreate, UserOut, UserPage, UserPatch
+from . import apidoc
+from .apidoc import REF, Reply, operation
+from .models import MAX_ID
+from .routes import ID
 
-REF = "#/components/schemas/{model}"
-
-PROBLEM = {
-    "type": "object",
-    "description": "An RFC 9457 problem document (application/problem+json).",
-    "required": ["type", "title", "status"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "pointer": {"type": "string", "description": "RFC 6901 pointer into the body"},
-                    "parameter": {"type": "string", "description": "a query parameter"},
-                    "header": {"type": "string", "description": "a request header"},
-                    "detail": {"type": "string"},
-                },
-            },
-        },
-    },
-}
+#: ``{name}`` or ``{name:regex}`` in a route pattern (the regex may hold one level of braces).
+PLACEHOLDER = re.compile(r"\{(\w+)(?::((?:[^{}]|\{[^{}]*\})*))?\}")
 
 
-def _ref(name):
-    return {"$ref": REF.format(model=name)}
+def id_parameter(name):
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": "a positive 64-bit integer; an id no row can have is 404",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    }
 
 
-def _json(name):
-    return {"content": {"application/json": {"schema": _ref(name)}}}
+def openapi_path(pattern):
+    """The OpenAPI path of a route pattern, and its path parameters."""
+    parameters = []
+
+    def placeholder(match):
+        name, regex = match.groups()
+        if regex == ID:
+            parameters.append(id_parameter(name))
+        else:
+            parameters.append(
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            )
+        return "{" + name + "}"
+
+    path = PLACEHOLDER.sub(placeholder, pattern)
+    return (path if path.startswith("/") else "/" + path), parameters
 
 
-def _problems(*statuses):
-    problem = {"content": {"application/problem+json": {"schema": _ref("Problem")}}}
-    return {str(status): {"description": "problem", **problem} for status in statuses}
+class Schemas:
+    """The pydantic models the operations refer to, turned into components at the end.
+
+    ``ref`` hands out one placeholder dict per (model, mode), filled with the model's ``$ref``
+    once every model is known (pydantic names a model by what else is in the set)."""
+
+    def __init__(self):
+        self.wanted = {}
+
+    def ref(self, model, mode):
+        return self.wanted.setdefault((model, mode), {})
+
+    def components(self):
+        if not self.wanted:
+            return {}
+        refs, schemas = models_json_schema(list(self.wanted), ref_template=REF)
+        for key, placeholder in self.wanted.items():
+            placeholder.update(refs[key])
+        return schemas.get("$defs", {})
 
 
-ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
-USER_ID = {**ID, "name": "user_id"}
-PAGE = [
-    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
-    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-]
-IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string"}}
-IF_NONE_MATCH = {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}
-IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "description": "a repeat with the same key and body replays the first response; "
-    "the same key with another body is 422",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
-}
+def query_parameters(model):
+    """The query parameters of a pydantic query model, one per field."""
+    schema = model.model_json_schema(mode="validation")
+    parameters = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = {key: value for key, value in prop.items() if key != "title"}
+        alternatives = [alt for alt in prop.pop("anyOf", []) if alt != {"type": "null"}]
+        if alternatives:  # ``X | None``: an absent parameter is the None
+            [only] = alternatives
+            prop = {**only, **prop}
+        if prop.get("default", ...) is None:
+            del prop["default"]
+        parameter = {"name": name, "in": "query", "required": name in schema.get("required", [])}
+        if "description" in prop:
+            parameter["description"] = prop.pop("description")
+        parameters.append({**parameter, "schema": prop})
+    return parameters
 
 
-def _body(name, *media_types):
+def security_of(introspector, view, default_permission):
+    """``security`` from the view's permission: [] when public, else the bearer scope."""
+    permissions = [
+        r["value"] for r in introspector.related(view) if r.category_name == "permissions"
+    ]
+    permission = permissions[0] if permissions else default_permission
+    if permission is None or permission == NO_PERMISSION_REQUIRED:
+        return []
+    return [{"bearerAuth": [permission]}]
+
+
+def build_operation(facts, view_name, path_parameters, security, schemas, settings):
+    """One OpenAPI operation: the view's facts plus everything its kind implies."""
+    parameters = [*path_parameters]
+    replies = dict(facts.responses)
+    problems = set(facts.problems)
+    if facts.query is not None:
+        parameters += query_parameters(facts.query)
+        problems.add(400)
+    for header in facts.headers:
+        parameters.append(header.parameter())
+        problems.update(header.problems)
+        replies.update(header.replies)
+    parameters.append(apidoc.REQUEST_ID.parameter())
+    if path_parameters:
+        problems.add(404)
+    if facts.body is not None:
+        problems.update((400, 413, 415, 422))
+    if facts.database:
+        problems.add(503)
+    if security:
+        problems.update((401, 403))
+    sometimes = tuple(name for header in facts.headers for name in header.success_headers)
+    responses = {}
+    for status, reply in sorted(replies.items()):
+        responses[str(status)] = reply.render(schemas, sometimes if status < 300 else ())
+    for status in sorted(problems - set(replies)):
+        responses[str(status)] = apidoc.problem_reply(status).render(schemas)
+    operation = {
+        "operationId": view_name,
+        "summary": facts.summary,
+        "parameters": parameters,
+        "responses": responses,
+        "security": security,
+    }
+    if facts.description:
+        operation["description"] = facts.description
+    if facts.body is not None:
+        operation["requestBody"] = request_body(facts, schemas, settings)
+    return operation
+
+
+def request_body(facts, schemas, settings):
+    """The body's model, plus the limits that settings put on it (the body's size, and the
+    length of arrays such as the users of a bulk create)."""
+    schema = schemas.ref(facts.body, "validation")
+    limits = {
+        member: {"maxItems": int(settings[setting])}
+        for member, setting in facts.body_limits.items()
+    }
+    if limits:
+        schema = {"allOf": [schema, {"properties": limits}]}
     return {
         "required": True,
-        "content": {media: {"schema": _ref(name)} for media in media_types or ["application/json"]},
+        "description": f"at most {settings['myservice.max_body_bytes']} bytes, else 413",
+        "content": {media: {"schema": schema} for media in sorted(facts.media_types)},
     }
 
 
-PATHS = {
-    "/changes": {
-        "get": {
-            "summary": "Every committed change after a seq, oldest first, in commit order",
-            "parameters": [
-                {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                },
-            ],
-            "responses": {
-                "200": {"description": "a page", **_json("ChangePage")},
-                **_problems(400),
-            },
-        },
-    },
-    "/docs": {
-        "get": {
-            "summary": "This document as a page for people (Swagger UI)",
-            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
-        },
-    },
-    "/health": {
-        "get": {"summary": "The process is up", "responses": {"200": {"description": "ok"}}},
-    },
-    "/health/ready": {
-        "get": {
-            "summary": "The database answers",
-            "responses": {"200": {"description": "ready"}, **_problems(503)},
-        },
-    },
-    "/openapi.json": {
-        "get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}},
-    },
-    "/users": {
-        "post": {
-            "summary": "Create a user",
-            "parameters": [IDEMPOTENCY_KEY],
-            "requestBody": _body("UserCreate"),
-            "responses": {
-                "201": {"description": "created", **_json("UserOut")},
-                **_problems(400, 409, 413, 415, 422),
-            },
-        },
-        "get": {
-            "summary": "List users by id, filtered by exact username or email (any case)",
-            "parameters": [
-                *PAGE,
-                {"name": "username", "in": "query", "schema": {"type": "string"}},
-                {"name": "email", "in": "query", "schema": {"type": "string"}},
-            ],
-            "responses": {"200": {"description": "a page", **_json("UserPage")}, **_problems(400)},
-        },
-    },
-    "/users/{id}": {
-        "parameters": [ID],
-        "get": {
-            "summary": "Read a user",
-            "parameters": [IF_NONE_MATCH],
-            "responses": {
-                "200": {"description": "the user", **_json("UserOut")},
-                "304": {"description": "not modified"},
-                **_problems(404),
-            },
-        },
-        "patch": {
-            "summary": "Update a user (JSON merge patch)",
-            "parameters": [IF_MATCH],
-            "requestBody": _body("UserPatch", "application/json", "application/merge-patch+json"),
-            "responses": {
-                "200": {"description": "the updated user", **_json("UserOut")},
-                **_problems(400, 404, 409, 412, 413, 415, 422),
-            },
-        },
-        "delete": {
-            "summary": "Delete a user and its memberships",
-            "parameters": [IF_MATCH],
-            "responses": {"204": {"description": "deleted"}, **_problems(404, 412)},
-        },
-    },
-    "/users/bulk": {
-        "post": {
-            "summary": "Create many users, all or none (at most myservice.max_bulk)",
-            "parameters": [IDEMPOTENCY_KEY],
-            "requestBody": _body("UsersBulk"),
-            "responses": {
-                "201": {"description": "created, in request order", **_json("UsersCreated")},
-                **_problems(400, 409, 413, 415, 422),
-            },
-        },
-    },
-    "/users/{id}/groups": {
-        "parameters": [ID],
-        "get": {
-            "summary": "The user's groups, by id",
-            "parameters": PAGE,
-            "responses": {
-                "200": {"description": "a page", **_json("GroupPage")},
-                **_problems(400, 404),
-            },
-        },
-    },
-    "/groups": {
-        "post": {
-            "summary": "Create a group",
-            "parameters": [IDEMPOTENCY_KEY],
-            "requestBody": _body("GroupCreate"),
-            "responses": {
-                "201": {"description": "created", **_json("GroupOut")},
-                **_problems(400, 409, 413, 415, 422),
-            },
-        },
-        "get": {
-            "summary": "List groups by id, filtered by exact name (any case)",
-            "parameters": [*PAGE, {"name": "name", "in": "query", "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "a page", **_json("GroupPage")}, **_problems(400)},
-        },
-    },
-    "/groups/{id}": {
-        "parameters": [ID],
-        "get": {
-            "summary": "Read a group",
-            "parameters": [IF_NONE_MATCH],
-            "responses": {
-                "200": {"description": "the group", **_json("GroupOut")},
-                "304": {"description": "not modified"},
-                **_problems(404),
-            },
-        },
-        "patch": {
-            "summary": "Update a group (JSON merge patch); max_members may not go below the count",
-            "parameters": [IF_MATCH],
-            "requestBody": _body("GroupPatch", "application/json", "application/merge-patch+json"),
-            "responses": {
-                "200": {"description": "the updated group", **_json("GroupOut")},
-                **_problems(400, 404, 409, 412, 413, 415, 422),
-            },
-        },
-        "delete": {
-            "summary": "Delete a group and its memberships",
-            "parameters": [IF_MATCH],
-            "responses": {"204": {"description": "deleted"}, **_problems(404, 412)},
-        },
-    },
-    "/groups/{id}/members": {
-        "parameters": [ID],
-        "get": {
-            "summary": "The group's members (users), by id",
-            "parameters": PAGE,
-            "responses": {
-                "200": {"description": "a page", **_json("UserPage")},
-                **_problems(400, 404),
-            },
-        },
-    },
-    "/groups/{id}/members/{user_id}": {
-        "parameters": [ID, USER_ID],
-        "put": {
-            "summary": "Add the user to the group",
-            "responses": {
-                "201": {"description": "added", **_json("MembershipOut")},
-                "200": {
-                    "description": "already a member; nothing changed",
-                    **_json("MembershipOut"),
-                },
-                **_problems(404, 409),
-            },
-        },
-        "delete": {
-            "summary": "Remove the user from the group",
-            "responses": {"204": {"description": "removed"}, **_problems(404)},
-        },
-    },
-}
+def served_views(introspector):
+    """(route introspectable, view introspectable, method) for every view of every route that
+    can be described: a static asset route (``add_static_view``, or a route with a ``*``
+    remainder) is skipped."""
+    for route in introspector.get_category("routes"):
+        route_intr = route["introspectable"]
+        if route_intr["static"] or "*" in route_intr["pattern"]:
+            continue
+        for view in route["related"]:
+            if view.category_name != "views" or isinstance(view["callable"], static_view):
+                continue
+            methods = view["request_methods"] or ("GET",)
+            for method in (methods,) if isinstance(methods, str) else sorted(methods):
+                yield route_intr, view, method
 
 
-def openapi_document():
-    _, schemas = models_json_schema(
-        [
-            (ChangePage, "serialization"),
-            (UserCreate, "validation"),
-            (UserPatch, "validation"),
-            (UserOut, "serialization"),
-            (UserPage, "serialization"),
-            (UsersBulk, "validation"),
-            (UsersCreated, "serialization"),
-            (GroupCreate, "validation"),
-            (GroupPatch, "validation"),
-            (GroupOut, "serialization"),
-            (GroupPage, "serialization"),
-            (MembershipOut, "serialization"),
-        ],
-        ref_template=REF,
-    )
+def openapi_document(registry):
+    """The whole document, from the registry of a committed configuration."""
+    introspector = registry.introspector
+    default_permission = registry.queryUtility(IDefaultPermission)
+    schemas, paths, operation_ids = Schemas(), {}, set()
+    for route, view, method in served_views(introspector):
+        path, path_parameters = openapi_path(route["pattern"])
+        callable_ = view["callable"]
+        facts = getattr(callable_, apidoc.ATTRIBUTE, None) or apidoc.undocumented(callable_)
+        view_name = getattr(callable_, "__name__", route["name"])
+        if view_name in operation_ids:
+            raise ConfigurationError(f"two views are named {view_name}: operationIds clash")
+        operation_ids.add(view_name)
+        security = security_of(introspector, view, default_permission)
+        paths.setdefault(path, {})[method.lower()] = build_operation(
+            facts, view_name, path_parameters, security, schemas, registry.settings
+        )
     return {
         "openapi": "3.1.0",
-        "info": {"title": "myservice", "version": "1"},
-        "paths": PATHS,
-        "components": {"schemas": {**schemas["$defs"], "Problem": PROBLEM}},
+        "info": {"title": "myservice", "version": "1", "description": apidoc.RULES},
+        "paths": paths,
+        "components": {
+            "schemas": {**schemas.components(), "Problem": apidoc.PROBLEM},
+            "responses": {"MethodNotAllowed": apidoc.METHOD_NOT_ALLOWED.render(schemas)},
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Authorization: Bearer <token>; scopes read (GETs), "
+                    "write (changes)",
+                }
+            },
+        },
     }
 
 
+@operation(
+    "This document",
+    responses={200: Reply("the OpenAPI 3.1 document", schema={"type": "object"})},
+    database=False,
+)
 def openapi_view(request):
     return Response(body=request.registry["openapi_json"], content_type="application/json")
 
 
 def includeme(config):
-    config.registry["openapi_json"] = pydantic_core.to_json(openapi_document())  # serialised once
+    def build():  # after every other action: the introspector then knows every view
+        document = openapi_document(config.registry)
+        config.registry["openapi_json"] = pydantic_core.to_json(document)  # serialised once
+
     config.add_route("openapi", "/openapi.json")
     config.add_view(
-        openapi_view, route_name="openapi", request_method="GET", permission=NO_PERMISSION_REQUIRED
+        openapi_view,
+        route_name="openapi",
+        request_method="GET",
+        permission=NO_PERMISSION_REQUIRED,
     )
+    config.action(None, build, order=PHASE3_CONFIG + 1)

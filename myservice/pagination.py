@@ -13,6 +13,7 @@ from pyramid.exceptions import ConfigurationError
 from webob.cookies import SignedSerializer
 
 from .problems import InvalidQuery
+from .validation import QueryInt
 
 
 class PageParams(BaseModel):
@@ -20,8 +21,10 @@ class PageParams(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    limit: int = Field(50, ge=1, le=200)
-    cursor: str | None = None
+    limit: QueryInt = Field(50, ge=1, le=200)
+    cursor: str | None = Field(
+        None, min_length=1, description="the next_cursor of the previous page; any other is 400"
+    )
 
 
 def page(request, query, key, params):

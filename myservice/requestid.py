@@ -9,12 +9,16 @@ import logging
 import re
 import time
 import uuid
+from urllib.parse import quote
 
 from pyramid.threadlocal import get_current_request
 from pyramid.tweens import INGRESS
 
 ENVIRON_KEY = "myservice.request_id"
 VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+#: What webob leaves unescaped in ``request.path``.
+PATH_SAFE = "/~!$&'()*+,;=:@"
 
 access_log = logging.getLogger("myservice.access")
 
@@ -42,13 +46,29 @@ def request_id_tween_factory(handler, registry):
         access_log.info(
             "%s %s %s %.1fms",
             request.method,
-            request.path_qs,
+            logged_path(request.environ),
             response.status_code,
             (time.perf_counter() - started) * 1000,
         )
         return response
 
     return request_id_tween
+
+
+def logged_path(environ):
+    """The path and query string as the client sent them, percent-encoded as webob does.
+
+    Not ``request.path_qs``: it decodes the path as UTF-8, so a path that is not (``/users/%FF``,
+    answered 400) would raise here, after the response, and turn it into a 500. Quoting the
+    query string too keeps control characters out of the log line.
+    """
+    # WSGI strings hold the request's bytes as latin-1; the server has decoded the path's escapes.
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    path = quote(path, PATH_SAFE, "latin-1")
+    query = environ.get("QUERY_STRING")
+    if query:
+        path += "?" + quote(query, PATH_SAFE + "%?", "latin-1")
+    return path
 
 
 class LogFormatter(logging.Formatter):

@@ -1,4 +1,4 @@
-"""The server: waitress and five small changes, as a ``paste.server_runner`` (egg:myservice).
+"""The server: waitress and six small changes, as a ``paste.server_runner`` (egg:myservice).
 
 ``[server:main]`` takes waitress's own options (listen, threads, trusted_proxy...). Over stock
 waitress 3.0.2 this runner:
@@ -7,6 +7,7 @@ waitress 3.0.2 this runner:
 - refuses a body over the app's ``myservice.max_body_bytes`` while it arrives, before the app
   sees it (``max_request_body_size``), and never invites such a body with 100 Continue
   (``Parser``);
+- refuses a request framed by both Content-Length and Transfer-Encoding (``Parser``);
 - answers everything it refuses itself with an RFC 9457 problem document that carries an
   X-Request-ID (``ProblemTask``);
 - keeps the connection open after a 204 or a 304 (``KeepAliveTask``);
@@ -26,7 +27,7 @@ from http import HTTPStatus
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
-from waitress.parser import HTTPRequestParser
+from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask, WSGITask
 
@@ -101,11 +102,17 @@ class KeepAliveTask(WSGITask):
 
 
 class Parser(HTTPRequestParser):
-    """Never sends 100 Continue for a request already refused (e.g. a Content-Length too large).
+    """Never sends 100 Continue for a request already refused (e.g. a Content-Length too large),
+    and refuses a request framed by both Content-Length and Transfer-Encoding.
 
     waitress's ``HTTPChannel.received`` sends 100 Continue whenever the headers are in and the
     client expects it, and ``send_continue`` then marks the refused request incomplete, so
     waitress would read the body up to the limit before it answers 413.
+
+    With both headers waitress follows Transfer-Encoding and keeps the connection open, while a
+    proxy in front of us that follows Content-Length would see another request boundary: the
+    way requests are smuggled. RFC 9112 (section 6.1) lets a server reject such a request and
+    says to close the connection after it; the 400 does both.
     """
 
     def received(self, data):
@@ -113,6 +120,14 @@ class Parser(HTTPRequestParser):
         if self.error is not None:
             self.expect_continue = False
         return consumed
+
+    def parse_header(self, header_plus):
+        super().parse_header(header_plus)
+        # HTTP/1.1's Transfer-Encoding is popped into ``chunked``; HTTP/1.0's is left as it came.
+        if "CONTENT_LENGTH" in self.headers and (
+            self.chunked or "TRANSFER_ENCODING" in self.headers
+        ):
+            raise ParsingError("both Content-Length and Transfer-Encoding")
 
 
 class Channel(HTTPChannel):

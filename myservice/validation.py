@@ -1,14 +1,23 @@
 """Reading requests: the JSON body guard, and validation that answers 400/422 with pointers.
 
-Bodies are parsed as strict RFC 8259 JSON (no NaN/Infinity, valid UTF-8, nothing trailing) and
-then validated by a pydantic model; query strings are validated by a pydantic model too. Every
-failure becomes a problem document (see ``myservice.problems``) that points at the bad field.
+Bodies are parsed as strict RFC 8259 JSON (no NaN/Infinity, valid UTF-8, nothing trailing, no
+member name twice in one object, as RFC 7493's I-JSON says) and then validated by a pydantic
+model; query strings are validated by a pydantic model too. Every failure becomes a problem
+document (see ``myservice.problems``) that points at the bad field.
 """
 
+import re
 from typing import Annotated
 
-import pydantic_core
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+import jiter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 from pydantic_core import PydanticCustomError
 from pyramid.httpexceptions import (
     HTTPBadRequest,
@@ -46,14 +55,72 @@ def _no_nul(value: str) -> str:
     return value
 
 
+class Stated:
+    """Annotation metadata: states in the JSON schema (so in the OpenAPI document) a rule that
+    a validator function enforces, which pydantic cannot see into; ``nullable``: null is
+    accepted too (a ``BeforeValidator`` turns it into the default)."""
+
+    def __init__(self, *, nullable=False, **rules):
+        self.key = (nullable, tuple(rules.items()))  # hashable: typing hashes its metadata
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, Stated) and self.key == other.key
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        nullable, rules = self.key
+        schema = {**handler(core_schema), **dict(rules)}
+        return {"anyOf": [schema, {"type": "null"}]} if nullable else schema
+
+
+def _integral(value):
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def integer(**constraints):
+    """An integer in a JSON body, where 3 and 3.0 are the same number (JSON Schema agrees),
+    with ``Field`` constraints (``ge``, ``le``): given here, before the conversion, so that the
+    JSON schema states them."""
+    return Annotated[int, Field(**constraints), BeforeValidator(_integral)]
+
+
 #: A string a database can store: PostgreSQL text cannot hold NUL.
-Text = Annotated[str, AfterValidator(_no_nul)]
+Text = Annotated[str, AfterValidator(_no_nul), Stated(pattern="^[^\\u0000]*$")]
+
+DECIMAL = re.compile(r"-?[0-9]+")
+
+
+def _decimal(value):
+    if isinstance(value, str) and not DECIMAL.fullmatch(value):
+        raise PydanticCustomError("int_parsing", "must be an integer")
+    return value
+
+
+#: An integer in a query string, in decimal digits only: pydantic's lax mode would also take
+#: "5.0", "+5", "5_0" and " 5", so one page could have many URLs.
+QueryInt = Annotated[int, BeforeValidator(_decimal)]
 
 
 class Body(BaseModel):
     """A request body: exactly the declared members, of exactly the declared JSON types."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class MergePatch(Body):
+    """A JSON merge patch body: an absent member leaves its field as it is. The fields' ``None``
+    defaults only mark them absent, so the JSON schema states no default."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler):
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        for member in schema.get("properties", {}).values():
+            member.pop("default", None)
+        return schema
 
 
 class Representation(BaseModel):
@@ -99,7 +166,9 @@ def json_body(request, media_types=JSON):
     if len(body) > limit:
         raise HTTPRequestEntityTooLarge(too_large(limit))
     try:
-        return pydantic_core.from_json(body, allow_inf_nan=False)
+        # jiter is pydantic's own parser; pydantic_core.from_json keeps the last of two members
+        # of one name, which a proxy or a logger in front of us may read as the first.
+        return jiter.from_json(body, allow_inf_nan=False, catch_duplicate_keys=True)
     except ValueError as error:
         raise HTTPBadRequest(f"the body is not valid JSON: {error}") from None
 

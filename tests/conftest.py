@@ -130,11 +130,10 @@ def app_with_views(settings, views):
     return config.make_wsgi_app()
 
 
-@pytest.fixture
-def testapp(app, token):
-    """The app over one connection whose outer transaction is rolled back after the test; its
-    requests carry ``token`` (a test that means to send none sends ``Authorization`` itself,
-    or uses ``anonymous``)."""
+@contextmanager
+def rolled_back(app):
+    """Until the block ends, the app's requests run over one connection whose outer
+    transaction is then rolled back (see the module docstring)."""
     registry = app.registry
     factory = registry["dbsession_factory"]
     connection = factory.kw["bind"].connect()
@@ -143,11 +142,20 @@ def testapp(app, token):
         bind=connection, class_=factory.class_, join_transaction_mode="create_savepoint"
     )
     try:
-        yield with_token(app, token)
+        yield
     finally:
         registry["dbsession_factory"] = factory
         outer.rollback()
         connection.close()
+
+
+@pytest.fixture
+def testapp(app, token):
+    """The app over one connection whose outer transaction is rolled back after the test; its
+    requests carry ``token`` (a test that means to send none sends ``Authorization`` itself,
+    or uses ``anonymous``)."""
+    with rolled_back(app):
+        yield with_token(app, token)
 
 
 @pytest.fixture

@@ -51,6 +51,7 @@ def test_a_body_of_another_media_type_is_415(testapp, content_type):
         b'{"username": "ada", "email": "ada@example.com", "full_name": "\xff"}',
         b'{"username": "ada", "email": "ada@example.com", "full_name": "\\ud800"}',
         b"{'username': 'ada'}",
+        b'{"username": "ada", "email": "ada@example.com", "username": "eve"}',
         b"[" * 100_000,
     ],
 )
@@ -133,8 +134,10 @@ def test_problems_never_reveal_internals(testapp):
             assert leak not in text
 
 
-def test_a_url_that_is_not_utf8_is_400(testapp):
-    assert_problem(testapp.get("/users?username=%FF", status=400), 400)
+@pytest.mark.parametrize("url", ["/users?username=%FF", "/users/%FF", "/%FF%FE"])
+def test_a_url_that_is_not_utf8_is_400(testapp, url, log_lines):
+    assert_problem(testapp.get(url, status=400), 400)
+    assert any(f"GET {url} 400" in line for line in log_lines)  # logged as sent
 
 
 # -- X-Request-ID --------------------------------------------------------------------------

@@ -256,6 +256,8 @@ def test_list_filters_by_name_exactly_ignoring_case(testapp):
         ("limit=0", "limit"),
         ("limit=201", "limit"),
         ("limit=x", "limit"),
+        ("limit=5.0", "limit"),
+        ("limit=%205", "limit"),
         ("cursor=forged", "cursor"),
         ("name=a%00", "name"),
         ("name=a&name=b", "name"),

@@ -231,6 +231,33 @@ def test_broken_chunked_framing_gets_a_400_problem_document(server):
         assert problem["detail"] == "the request is malformed: invalid chunk size"
 
 
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+def test_content_length_with_transfer_encoding_is_refused_and_the_connection_closed(
+    server, version
+):
+    body = user_body(64)
+    request = head(
+        "POST",
+        "/users",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Transfer-Encoding: chunked",
+        "Connection: keep-alive",
+    ).replace(b"HTTP/1.1", version.encode(), 1)
+    with connect(server) as sock:
+        sock.sendall(request + b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body))
+
+        status, headers, reply = read_reply(sock, "POST")
+
+        problem = assert_server_problem(status, headers, reply, 400)
+        assert problem["detail"] == (
+            "the request is malformed: both Content-Length and Transfer-Encoding"
+        )
+        assert_closed(sock)
+    username = json.loads(body)["username"]
+    assert call(server, "GET", f"/users?username={username}").json()["items"] == []
+
+
 def test_an_app_failing_before_its_response_gets_a_500_problem_document(bare):
     reply = call(bare, "GET", "/broken")
 

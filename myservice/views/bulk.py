@@ -5,12 +5,13 @@ from pyramid.httpexceptions import HTTPConflict
 from pyramid.view import view_config
 from sqlalchemy.exc import IntegrityError
 
+from ..apidoc import Reply, links, operation
 from ..changes import record_change
-from ..idempotency import idempotent
+from ..idempotency import IDEMPOTENCY_KEY, idempotent
 from ..models import clashes, insert_users
 from ..problems import ConflictInBody, InvalidBody
 from ..validation import Body, json_body, validate
-from .users import UserCreate, UserOut
+from .users import ON_A_USER, UserCreate, UserOut
 
 
 class UsersBulk(Body):
@@ -27,6 +28,21 @@ class UsersCreated(BaseModel):
     renderer="json",
     decorator=idempotent,
     permission="write",
+)
+@operation(
+    "Create many users, all or none",
+    description="409 or 422 names the first bad user (/users/3/email); nothing is created then",
+    body=UsersBulk,
+    body_limits={"users": "myservice.max_bulk"},
+    headers=[IDEMPOTENCY_KEY],
+    responses={
+        201: Reply(
+            "created, in request order",
+            UsersCreated,
+            links=links(*ON_A_USER, id="$response.body#/items/0/id"),
+        )
+    },
+    problems=(409,),
 )
 def create_users(request):
     """201 with every user, in request order; or 409/422 naming the first bad one, and none

@@ -8,11 +8,21 @@ from pyramid.httpexceptions import HTTPConflict, HTTPNoContent
 from pyramid.view import view_config
 from sqlalchemy import func, select
 
+from ..apidoc import IF_MATCH, IF_NONE_MATCH, Reply, links, operation
 from ..changes import record_change
-from ..idempotency import idempotent
+from ..idempotency import IDEMPOTENCY_KEY, idempotent
 from ..models import Group, delete_group_and_members
 from ..pagination import PageParams, page
-from ..validation import Body, Representation, Text, validate_query
+from ..validation import (
+    JSON_OR_MERGE_PATCH,
+    Body,
+    MergePatch,
+    Representation,
+    Stated,
+    Text,
+    integer,
+    validate_query,
+)
 from .resource import (
     apply_patch,
     create,
@@ -29,10 +39,13 @@ from .resource import (
 Name = Annotated[Text, Field(min_length=1, max_length=64)]
 #: ``null`` means the default, ``""`` (as for a user's full_name).
 Description = Annotated[
-    Text, BeforeValidator(lambda value: "" if value is None else value), Field(max_length=500)
+    Text,
+    BeforeValidator(lambda value: "" if value is None else value),
+    Field(max_length=500),
+    Stated(nullable=True),
 ]
 #: ``null`` means no limit.
-MaxMembers = Annotated[int | None, Field(ge=0, le=2**31 - 1)]
+MaxMembers = integer(ge=0, le=2**31 - 1) | None
 
 
 class GroupCreate(Body):
@@ -41,7 +54,7 @@ class GroupCreate(Body):
     max_members: MaxMembers = None
 
 
-class GroupPatch(Body):
+class GroupPatch(MergePatch):
     """A JSON merge patch: absent fields stay as they are; ``max_members: null`` lifts the limit."""
 
     name: Name = None  # null is invalid: a group always has one
@@ -75,6 +88,10 @@ class GroupFilters(PageParams):
 GROUPS = Group.__table__
 
 
+#: The operations on one group, which a response naming it links to.
+ON_A_GROUP = ("get_group", "update_group", "delete_group", "list_members")
+
+
 @view_config(
     route_name="groups",
     request_method="POST",
@@ -82,11 +99,30 @@ GROUPS = Group.__table__
     decorator=idempotent,
     permission="write",
 )
+@operation(
+    "Create a group",
+    body=GroupCreate,
+    headers=[IDEMPOTENCY_KEY],
+    responses={
+        201: Reply(
+            "created",
+            GroupOut,
+            headers=("Location", "ETag"),
+            links=links(*ON_A_GROUP, "join_group", id="$response.body#/id"),
+        )
+    },
+    problems=(409,),
+)
 def create_group(request):
     return create(request, Group, GroupCreate, GroupOut, "group")
 
 
 @view_config(route_name="groups", request_method="GET", renderer="json", permission="read")
+@operation(
+    "List groups by id, filtered by exact name (any case)",
+    query=GroupFilters,
+    responses={200: Reply("a page", GroupPage, optional=("Link",))},
+)
 def list_groups(request):
     params = validate_query(request, GroupFilters)
     query = select(GROUPS)
@@ -97,11 +133,25 @@ def list_groups(request):
 
 
 @view_config(route_name="group", request_method="GET", renderer="json", permission="read")
+@operation(
+    "Read a group",
+    headers=[IF_NONE_MATCH],
+    responses={200: Reply("the group", GroupOut, headers=("ETag",))},
+)
 def get_group(request):
     return respond_unless_not_modified(request, read(request, Group), GroupOut)
 
 
 @view_config(route_name="group", request_method="PATCH", renderer="json", permission="write")
+@operation(
+    "Update a group (JSON merge patch)",
+    description="409 when the name is taken, or max_members would go below member_count",
+    body=GroupPatch,
+    media_types=JSON_OR_MERGE_PATCH,
+    headers=[IF_MATCH],
+    responses={200: Reply("the updated group", GroupOut, headers=("ETag",))},
+    problems=(409,),
+)
 def update_group(request):
     group, changes = read_patch(request, Group, GroupPatch)  # locked: joins and leaves wait
     limit = changes.get("max_members", group.max_members)
@@ -111,6 +161,11 @@ def update_group(request):
 
 
 @view_config(route_name="group", request_method="DELETE", permission="write")
+@operation(
+    "Delete a group and its memberships",
+    headers=[IF_MATCH],
+    responses={204: Reply("deleted")},
+)
 def delete_group(request):
     """Its memberships go with it (ON DELETE CASCADE)."""
     group = find_for_write(request, Group)

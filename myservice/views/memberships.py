@@ -6,6 +6,7 @@ from pyramid.httpexceptions import HTTPConflict, HTTPNoContent, HTTPNotFound
 from pyramid.view import view_config
 from sqlalchemy import select
 
+from ..apidoc import Reply, links, operation
 from ..models import KEY_SHARE, Group, GroupFull, Membership, User, add_member, remove_member
 from ..pagination import PageParams, page
 from ..validation import Representation, validate_query
@@ -25,7 +26,24 @@ class MembershipOut(Representation):
 # -- views ---------------------------------------------------------------------------------
 
 
+#: What a membership links to: itself, its group and its user.
+ON_A_MEMBERSHIP = {
+    **links("leave_group", id="$response.body#/group_id", user_id="$response.body#/user_id"),
+    **links("get_group", "list_members", id="$response.body#/group_id"),
+    **links("get_user", "list_user_groups", id="$response.body#/user_id"),
+}
+
+
 @view_config(route_name="group_member", request_method="PUT", renderer="json", permission="write")
+@operation(
+    "Add the user to the group",
+    responses={
+        201: Reply("added", MembershipOut, links=ON_A_MEMBERSHIP),
+        200: Reply("already a member; nothing changed", MembershipOut, links=ON_A_MEMBERSHIP),
+    },
+    problems=(409,),
+    description="404 when the group or the user does not exist; 409 when the group is full",
+)
 def join_group(request):
     """201 when the user joins; 200 when it was a member already (full group or not)."""
     # The lock order of myservice.models.membership: the user, then the group.
@@ -43,6 +61,11 @@ def join_group(request):
 
 
 @view_config(route_name="group_member", request_method="DELETE", permission="write")
+@operation(
+    "Remove the user from the group",
+    description="404 when the group or the user does not exist, or the user is not a member",
+    responses={204: Reply("removed")},
+)
 def leave_group(request):
     user = find(request, User, key="user_id", for_update=KEY_SHARE)
     group = find(request, Group, for_update=True)
@@ -53,6 +76,11 @@ def leave_group(request):
 
 
 @view_config(route_name="group_members", request_method="GET", renderer="json", permission="read")
+@operation(
+    "The group's members (users), by id",
+    query=PageParams,
+    responses={200: Reply("a page", UserPage, optional=("Link",))},
+)
 def list_members(request):
     """The group's members as users, by user id (a range of the memberships' primary key)."""
     users, next_cursor = related_page(request, Group, User, Membership.user_id)
@@ -60,6 +88,11 @@ def list_members(request):
 
 
 @view_config(route_name="user_groups", request_method="GET", renderer="json", permission="read")
+@operation(
+    "The user's groups, by id",
+    query=PageParams,
+    responses={200: Reply("a page", GroupPage, optional=("Link",))},
+)
 def list_user_groups(request):
     """The user's groups, by group id (a range of the (user_id, group_id) index)."""
     groups, next_cursor = related_page(request, User, Group, Membership.group_id)

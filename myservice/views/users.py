@@ -11,11 +11,20 @@ from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
 from sqlalchemy import func, select
 
-from ..idempotency import idempotent
+from ..apidoc import IF_MATCH, IF_NONE_MATCH, Reply, links, operation
+from ..idempotency import IDEMPOTENCY_KEY, idempotent
 from ..models import User
 from ..models import membership as memberships
 from ..pagination import PageParams, page
-from ..validation import Body, Representation, Text, validate_query
+from ..validation import (
+    JSON_OR_MERGE_PATCH,
+    Body,
+    MergePatch,
+    Representation,
+    Stated,
+    Text,
+    validate_query,
+)
 from .groups import record_left
 from .resource import (
     apply_patch,
@@ -56,12 +65,15 @@ def _email(value: str) -> str:
     return value
 
 
-Username = Annotated[str, AfterValidator(_username)]
-Email = Annotated[str, AfterValidator(_email)]
+Username = Annotated[str, AfterValidator(_username), Stated(pattern=f"^{USERNAME.pattern}$")]
+Email = Annotated[str, AfterValidator(_email), Stated(format="email", maxLength=254)]
 #: ``null`` means the default, ``""``: in a merge patch null removes a member, and a client
 #: that sends null for an optional field on create means the same.
 FullName = Annotated[
-    Text, BeforeValidator(lambda value: "" if value is None else value), Field(max_length=200)
+    Text,
+    BeforeValidator(lambda value: "" if value is None else value),
+    Field(max_length=200),
+    Stated(nullable=True),
 ]
 
 
@@ -71,7 +83,7 @@ class UserCreate(Body):
     full_name: FullName = ""
 
 
-class UserPatch(Body):
+class UserPatch(MergePatch):
     """A JSON merge patch: absent fields stay as they are."""
 
     username: Username = None  # null is invalid: a user always has one
@@ -105,6 +117,10 @@ class UserFilters(PageParams):
 USERS = User.__table__
 
 
+#: The operations on one user, which a response naming it links to.
+ON_A_USER = ("get_user", "update_user", "delete_user", "list_user_groups")
+
+
 @view_config(
     route_name="users",
     request_method="POST",
@@ -112,11 +128,30 @@ USERS = User.__table__
     decorator=idempotent,
     permission="write",
 )
+@operation(
+    "Create a user",
+    body=UserCreate,
+    headers=[IDEMPOTENCY_KEY],
+    responses={
+        201: Reply(
+            "created",
+            UserOut,
+            headers=("Location", "ETag"),
+            links=links(*ON_A_USER, id="$response.body#/id"),
+        )
+    },
+    problems=(409,),
+)
 def create_user(request):
     return create(request, User, UserCreate, UserOut, "user")
 
 
 @view_config(route_name="users", request_method="GET", renderer="json", permission="read")
+@operation(
+    "List users by id, filtered by exact username or email (any case)",
+    query=UserFilters,
+    responses={200: Reply("a page", UserPage, optional=("Link",))},
+)
 def list_users(request):
     params = validate_query(request, UserFilters)
     query = select(USERS)
@@ -129,17 +164,35 @@ def list_users(request):
 
 
 @view_config(route_name="user", request_method="GET", renderer="json", permission="read")
+@operation(
+    "Read a user",
+    headers=[IF_NONE_MATCH],
+    responses={200: Reply("the user", UserOut, headers=("ETag",))},
+)
 def get_user(request):
     return respond_unless_not_modified(request, read(request, User), UserOut)
 
 
 @view_config(route_name="user", request_method="PATCH", renderer="json", permission="write")
+@operation(
+    "Update a user (JSON merge patch)",
+    body=UserPatch,
+    media_types=JSON_OR_MERGE_PATCH,
+    headers=[IF_MATCH],
+    responses={200: Reply("the updated user", UserOut, headers=("ETag",))},
+    problems=(409,),
+)
 def update_user(request):
     user, changes = read_patch(request, User, UserPatch)
     return apply_patch(request, user, changes, UserOut)
 
 
 @view_config(route_name="user", request_method="DELETE", permission="write")
+@operation(
+    "Delete a user and its memberships",
+    headers=[IF_MATCH],
+    responses={204: Reply("deleted")},
+)
 def delete_user(request):
     """Also removes the user's memberships, one from each of its groups' counts."""
     user = find_for_write(request, User)

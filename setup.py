@@ -28,7 +28,13 @@ bench_require = [
     "psycopg-pool>=3.2",
 ]
 
+#: ``gunicorn --paste production.ini``: the multi-process alternative to pserve (gunicorn.conf.py).
+gunicorn_require = [
+    "gunicorn>=23",
+]
+
 tests_require = [
+    *gunicorn_require,  # tests/test_gunicorn.py runs it
     "playwright>=1.50",  # drives Debian's chromium (the Makefile installs it), never its own
     "openapi-spec-validator>=0.7",  # tests/test_openapi.py: the document is valid OpenAPI 3.1
     "pytest>=8",
@@ -48,7 +54,11 @@ setup(
     include_package_data=True,
     zip_safe=False,
     install_requires=requires,
-    extras_require={"testing": tests_require, "bench": bench_require},
+    extras_require={
+        "testing": tests_require,
+        "bench": bench_require,
+        "gunicorn": gunicorn_require,
+    },
     entry_points={
         "paste.app_factory": ["main = myservice:main"],
         "paste.server_runner": ["main = myservice.server:serve"],

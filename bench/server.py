@@ -85,10 +85,11 @@ def migrate(ini, env):
 
 
 @contextmanager
-def running_server(ini, env, port, startup_seconds):
-    """``pserve ini`` answering GET /health, terminated when the block ends, however it ends."""
+def running_server(ini, env, port, startup_seconds, command=None):
+    """``pserve ini`` (or ``command``) answering GET /health, terminated when the block ends,
+    however it ends."""
     log_path = ini.with_suffix(".log")
-    command = [venv_command("pserve"), str(ini)]
+    command = command or [venv_command("pserve"), str(ini)]
     with running_process(
         command,
         log_path,

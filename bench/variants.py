@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from bench.server import BenchError
+from myservice.server import OWN_OPTIONS
 
 #: myservice's server runner, which removes waitress's main-loop spin (myservice/server.py).
 SPIN_FREE_USE = "egg:myservice"
@@ -60,6 +61,8 @@ def baseline_editor(use):
         server, replaced = re.subn(r"(?m)^use\s*=.*$", f"use = {use}", text[start:end])
         if replaced != 1:
             raise BenchError("[server:main] has no single 'use = ...' line to replace")
+        if use != SPIN_FREE_USE:  # stock waitress refuses the options only myservice's takes
+            server = re.sub(rf"(?m)^(?:{'|'.join(OWN_OPTIONS)})\s*=.*\n", "", server)
         text = text[:start] + server + text[end:]
         start, end = section(text, "app:main")
         app = f"use = call:bench.baseline:app_factory\npool_size = {threads}\n\n"

@@ -11,6 +11,7 @@
 """
 
 import os
+import weakref
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.settings import asbool
@@ -85,7 +86,27 @@ def make_engine(settings):
         event.listen(engine, "connect", set_time_zone_utc, insert=True)
     if engine.dialect.name == "sqlite":
         configure_sqlite(engine)
+    empty_pool_after_fork(engine)
     return engine
+
+
+def empty_pool_after_fork(engine):
+    """Give a forked child process an empty pool, and leave the parent's connections alone.
+
+    A pre-forking server that builds the app before it forks (gunicorn's ``preload_app``) would
+    otherwise hand one pooled connection to several processes, whose messages would interleave
+    on one database session. ``dispose(close=False)`` only drops the child's references (psycopg
+    does not close a connection in a process other than the one that opened it), so the parent
+    keeps its connections and each child opens its own.
+    """
+    engine_ref = weakref.ref(engine)  # the hook must not keep an engine alive
+
+    def in_child():
+        forked = engine_ref()
+        if forked is not None:
+            forked.dispose(close=False)
+
+    os.register_at_fork(after_in_child=in_child)
 
 
 def postgres_connect_args(url, pgbouncer):
@@ -138,7 +159,7 @@ def begin(connection):
     - ``"write"``: BEGIN, and on SQLite BEGIN IMMEDIATE, which takes the write lock up front
       (waiting up to the busy timeout): a deferred transaction that reads and then writes fails
       at once with "database is locked" when another writer got there first.
-    - anything else (migrations, tests): a plain BEGIN.
+    - anything else (migrations, tests, pshell): a plain BEGIN.
     """
     access = connection.get_execution_options().get("access")
     if access == "read":
@@ -219,8 +240,13 @@ def dbsession(request):
 
     It checks out its connection at once, telling ``begin`` whether this request reads or writes.
     """
+    return joined_session(request, "write" if request.method in WRITE_METHODS else "read")
+
+
+def joined_session(request, access=None):
+    """A new session joined to ``request.tm``'s transaction (begun already), its connection
+    checked out with ``access`` for ``begin`` (None: a plain BEGIN)."""
     session = request.registry["dbsession_factory"](transaction_manager=request.tm)
-    access = "write" if request.method in WRITE_METHODS else "read"
     session.connection(execution_options={"access": access})
     return session
 

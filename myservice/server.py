@@ -1,4 +1,4 @@
-"""The server: waitress and five small changes, as a ``paste.server_runner`` (egg:myservice).
+"""The server: waitress and six small changes, as a ``paste.server_runner`` (egg:myservice).
 
 ``[server:main]`` takes waitress's own options (listen, threads, trusted_proxy...). Over stock
 waitress 3.0.2 this runner:
@@ -10,14 +10,22 @@ waitress 3.0.2 this runner:
 - refuses a request framed by both Content-Length and Transfer-Encoding (``Parser``);
 - answers everything it refuses itself with an RFC 9457 problem document that carries an
   X-Request-ID (``ProblemTask``);
-- keeps the connection open after a 204 or a 304 (``KeepAliveTask``).
+- keeps the connection open after a 204 or a 304 (``KeepAliveTask``);
+- stops gracefully on SIGTERM or SIGINT (``run``, ``drain``): it stops listening, lets the
+  requests it has begun to receive finish within ``graceful_timeout`` seconds (a
+  ``[server:main]`` option of its own), answers them with ``Connection: close``, then exits.
 
 It serves any WSGI app: without a Pyramid registry the body limit is waitress's own.
 See docs/waitress-upstream.md for the two waitress behaviours fixed here.
 """
 
+import logging
+import signal
+import time
+from contextlib import contextmanager
 from http import HTTPStatus
 
+from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import BaseWSGIServer, create_server
@@ -26,6 +34,18 @@ from waitress.task import ErrorTask, WSGITask
 from .problems import PROBLEM_JSON, problem_document
 from .requestid import echoed_or_new
 from .validation import too_large
+
+log = logging.getLogger(__name__)
+
+#: Seconds the requests in flight get to finish after SIGTERM, unless ``graceful_timeout`` says
+#: otherwise (gunicorn's setting of the same name has the same meaning; its default is 30).
+GRACEFUL_TIMEOUT = 20
+
+#: The ``[server:main]`` options of this runner's own, which stock waitress would refuse.
+OWN_OPTIONS = ("graceful_timeout",)
+
+#: The signals that stop the server gracefully; a second one stops the wait.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 #: What the client is told, by status; a 413 names the limit, a 400 what is malformed.
 DETAILS = {
@@ -69,6 +89,8 @@ class KeepAliveTask(WSGITask):
     """
 
     def build_response_header(self):
+        if self.channel.server.draining and not self.close_on_finish:
+            self.set_close_on_finish()  # the server is stopping: the client must not reuse it
         bodiless = self.status[:3] in ("204", "304") and self.version == "1.1"
         if not bodiless or self.close_on_finish:
             return super().build_response_header()
@@ -147,21 +169,109 @@ class Channel(HTTPChannel):
 
 
 def build_server(app, **settings):
-    """waitress's ``create_server`` for ``app``, its connections served by ``Channel``."""
+    """waitress's ``create_server`` for ``app``, its connections served by ``Channel``.
+
+    The server's ``socket_map`` holds every dispatcher: listeners, their triggers, connections.
+    """
     registry = getattr(app, "registry", None)
     if registry is not None and "myservice.max_body_bytes" in registry.settings:
         # One setting for the app and the server; waitress refuses max_request_body_size itself.
         settings["max_request_body_size"] = registry.settings["myservice.max_body_bytes"] + 1
     sockets = {}
     server = create_server(app, map=sockets, **settings)
-    for dispatcher in sockets.values():
-        if isinstance(dispatcher, BaseWSGIServer):  # one per listen address
-            dispatcher.channel_class = Channel
+    for dispatcher in listeners(sockets):  # one per listen address
+        dispatcher.channel_class = Channel
+        dispatcher.draining = False
+    server.socket_map = sockets
     return server
 
 
-def serve(app, global_conf, **settings):
-    """The ``paste.server_runner``: serve ``app`` until the process is stopped."""
+def serve(app, global_conf, graceful_timeout=GRACEFUL_TIMEOUT, **settings):
+    """The ``paste.server_runner``: serve ``app`` until SIGTERM or SIGINT, then stop gracefully."""
     server = build_server(app, **settings)
     server.print_listen("Serving on http://{}:{}")
-    server.run()
+    run(server, float(graceful_timeout))
+
+
+def run(server, graceful_timeout):
+    """waitress's main loop until a stop signal, then ``drain``: a bounded, graceful stop."""
+    sockets = server.socket_map
+    first = next(listeners(sockets))
+    adj = first.adj
+    with stop_signals(first.pull_trigger) as stop:
+        while stop.deadline is None:
+            wasyncore.loop(adj.asyncore_loop_timeout, adj.asyncore_use_poll, sockets, count=1)
+        stop.deadline = min(stop.deadline, time.monotonic() + graceful_timeout)
+        drain(sockets, stop, adj.asyncore_use_poll)
+
+
+class Stop:
+    """When the server must be stopped by: None until a stop signal arrives."""
+
+    deadline = None
+
+
+@contextmanager
+def stop_signals(wake):
+    """SIGTERM and SIGINT set ``Stop.deadline`` (a second one: now) and ``wake`` the main loop.
+
+    The handler runs on the main thread between two bytecodes of the loop, so it only notes the
+    signal and pulls the trigger (a byte down a pipe the loop watches), which ends the loop's
+    ``select`` at once; the loop itself then stops.
+    """
+    stop = Stop()
+
+    def handler(signum, frame):
+        stop.deadline = time.monotonic() if stop.deadline is not None else float("inf")
+        wake()
+
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for signum, action in previous.items():
+            signal.signal(signum, action)
+
+
+def drain(sockets, stop, use_poll):
+    """Stop listening, finish what is in flight until ``stop.deadline``, close the rest.
+
+    New connections are refused from the first moment: the listening sockets are closed (their
+    triggers stay open for the task threads). A connection counts as in flight while it has a
+    request being received, queued or served, or a response not yet sent; the others are idle
+    and closed at once. Each response from now on carries ``Connection: close``. A request still
+    running at the deadline is abandoned with the process: its database connection closes, so
+    its transaction is rolled back.
+    """
+    for listener in list(listeners(sockets)):
+        listener.draining = True
+        wasyncore.dispatcher.close(listener)
+    busy = close_idle(sockets)
+    log.info(
+        "stopping: no new connections; %d in flight get up to %.0fs",
+        len(busy),
+        stop.deadline - time.monotonic(),
+    )
+    while busy and (remaining := stop.deadline - time.monotonic()) > 0:
+        # A task thread pulls the trigger when it ends, so this wakes as soon as anything moves.
+        wasyncore.loop(remaining, use_poll, sockets, count=1)
+        busy = close_idle(sockets)
+    if busy:
+        log.warning("exiting with %d connection(s) unfinished: out of time", len(busy))
+    else:
+        log.info("stopped: every request in flight was answered")
+
+
+def close_idle(sockets):
+    """Close the connections with nothing in flight; return the others."""
+    busy = []
+    for channel in [d for d in sockets.values() if isinstance(d, HTTPChannel)]:
+        if channel.requests or channel.request is not None or channel.total_outbufs_len:
+            busy.append(channel)
+        elif not channel.will_close:
+            channel.handle_close()
+    return busy
+
+
+def listeners(sockets):
+    return (d for d in sockets.values() if isinstance(d, BaseWSGIServer))

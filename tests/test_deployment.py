@@ -1,4 +1,5 @@
-"""The ini files: what production refuses to start without, and pools sized to threads."""
+"""The ini files: what production refuses to start without, pools sized to threads, and
+production.ini served behind a load balancer."""
 
 import configparser
 
@@ -8,6 +9,7 @@ from pyramid.paster import get_appsettings
 
 import myservice
 from tests.conftest import ROOT
+from tests.realserver import call, running_production_server, unique
 
 
 def settings_of(ini):
@@ -88,3 +90,54 @@ def test_postgresql_sessions_run_in_utc_and_keep_the_options_the_url_names(db_ur
     finally:
         engine.dispose()
     assert (zone, name) == ("UTC", "from-the-url")
+
+
+# -- production.ini served, behind a load balancer ----------------------------------------------
+
+FORWARDED = {
+    "X-Forwarded-For": "203.0.113.7",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "api.example.com",
+    "X-Forwarded-Port": "443",
+}
+
+
+def created_location(server):
+    name = unique("proxied")
+    body = {"username": name, "email": f"{name}@example.org"}
+    reply = call(server, "POST", "/users", body, headers=FORWARDED)
+    assert reply.status == 201, reply.body
+    return reply.headers["Location"], reply.json()["id"]
+
+
+def test_production_believes_the_forwarded_scheme_and_host_of_its_proxy(
+    db_url, token, tmp_path, empty_tables
+):
+    with running_production_server(tmp_path, db_url, token=token) as server:  # from 127.0.0.1
+        location, user_id = created_location(server)
+
+    assert location == f"https://api.example.com/users/{user_id}"
+
+
+def test_production_ignores_forwarded_headers_from_anyone_but_its_proxy(
+    db_url, token, tmp_path, empty_tables
+):
+    elsewhere = {"trusted_proxy": "192.0.2.1"}  # the tests' client is not the proxy
+    with running_production_server(tmp_path, db_url, elsewhere, token) as server:
+        location, user_id = created_location(server)
+
+    assert location == f"{server.base_url}/users/{user_id}"
+
+
+def test_the_benchmarks_stock_waitress_takes_production_server_options():
+    from waitress.adjustments import Adjustments
+
+    from bench.variants import baseline_editor
+
+    text = baseline_editor("egg:waitress#main")((ROOT / "production.ini").read_text())
+    parser = configparser.ConfigParser(defaults={"here": "."})
+    parser.read_string(text)
+    server = {k: v for k, v in parser.items("server:main") if k not in parser.defaults()}
+
+    assert server.pop("use") == "egg:waitress#main"
+    Adjustments(**server)  # raises ValueError on an option stock waitress does not know

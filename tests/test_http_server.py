@@ -19,10 +19,15 @@ from bench.bare_app import pattern
 from tests.conftest import delete_all_rows
 from tests.realserver import (
     CLIENT_TIMEOUT,
+    CONTINUE,
     VALID_REQUEST_ID,
     Reply,
+    ask_to_continue,
     call,
     concurrently,
+    connect,
+    head,
+    read_reply,
     running_bare_server,
     running_server,
 )
@@ -52,24 +57,8 @@ def bare(tmp_path_factory):
 # -- raw HTTP ---------------------------------------------------------------------------------
 
 
-def connect(server):
-    return socket.create_connection((server.host, server.port), timeout=CLIENT_TIMEOUT)
-
-
 def authorization(server):
     return f"Authorization: Bearer {server.token}"
-
-
-def head(method, path, *headers):
-    lines = [f"{method} {path} HTTP/1.1", "Host: localhost", *headers, "", ""]
-    return "\r\n".join(lines).encode("latin-1")
-
-
-def read_reply(sock, method="GET"):
-    """The next response on ``sock``, whole: status, headers and body."""
-    response = http.client.HTTPResponse(sock, method=method)
-    response.begin()
-    return response.status, response.headers, response.read()
 
 
 def assert_closed(sock):
@@ -164,24 +153,13 @@ def test_a_refused_body_is_not_invited_with_100_continue(server):
 
 def test_a_body_within_the_limit_is_invited_with_100_continue(server):
     body = user_body(LIMIT)
-    continue_line = b"HTTP/1.1 100 Continue\r\n\r\n"
     with connect(server) as sock:
-        sock.sendall(
-            head(
-                "POST",
-                "/users",
-                authorization(server),
-                "Content-Type: application/json",
-                f"Content-Length: {len(body)}",
-                "Expect: 100-continue",
-            )
-        )
-        invitation = sock.recv(len(continue_line), socket.MSG_WAITALL)
+        invitation = ask_to_continue(sock, server, "POST", "/users", len(body))
         sock.sendall(body)
 
         status, _, reply = read_reply(sock, "POST")
 
-        assert invitation == continue_line
+        assert invitation == CONTINUE
         assert status == 201, reply
 
 

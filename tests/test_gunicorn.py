@@ -1,0 +1,144 @@
+"""The multi-process alternative: ``gunicorn --paste production.ini``, and the engine across fork.
+
+gunicorn runs with gunicorn.conf.py as shipped (gthread workers, the app preloaded in the master
+and then forked) and two workers, on the session's database, over real sockets.
+"""
+
+import json
+import os
+import signal
+import time
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import select
+
+from myservice.db import make_engine
+from tests.realserver import (
+    CLIENT_TIMEOUT,
+    CONTINUE,
+    ask_to_continue,
+    call,
+    connect,
+    read_reply,
+    running_gunicorn,
+    unique,
+)
+
+
+@pytest.fixture
+def gunicorn(db_url, token, tmp_path, empty_tables):
+    with running_gunicorn(tmp_path, db_url, workers=2, token=token) as server:
+        yield server
+
+
+def worker_pids(server, count):
+    """The pids of the master's ``count`` workers, once it has forked them all."""
+    children = f"/proc/{server.process.pid}/task/{server.process.pid}/children"
+    deadline = time.monotonic() + CLIENT_TIMEOUT
+    while time.monotonic() < deadline:
+        with open(children) as listing:
+            pids = [int(pid) for pid in listing.read().split()]
+        if len(pids) == count:
+            return pids
+        time.sleep(0.05)
+    pytest.fail(f"gunicorn did not fork {count} workers")
+
+
+@contextmanager
+def paused(pid):
+    """The process stopped (SIGSTOP) for the block: it accepts no connection meanwhile."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def has_exited(pid):
+    """The process has ended (a zombie until its parent reaps it, then gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_until_one_has_exited(pids):
+    deadline = time.monotonic() + CLIENT_TIMEOUT
+    while time.monotonic() < deadline:
+        if any(has_exited(pid) for pid in pids):
+            return
+        time.sleep(0.02)
+    pytest.fail(f"no worker of {pids} exited")
+
+
+def new_user():
+    name = unique("forked")
+    return {"username": name, "email": f"{name}@example.org"}
+
+
+def test_each_of_two_gunicorn_workers_serves_the_api(gunicorn):
+    first, second = worker_pids(gunicorn, 2)
+
+    with paused(second):  # only the first can take the connection
+        created = call(gunicorn, "POST", "/users", new_user())
+    with paused(first):  # only the second can
+        fetched = call(gunicorn, "GET", f"/users/{created.json()['id']}")
+
+    assert created.status == 201, created.body
+    assert fetched.status == 200, fetched.body
+    assert fetched.json() == created.json()
+    assert any("2 workers x 8 threads" in line for line in gunicorn.log_lines())
+
+
+def test_gunicorn_answers_a_request_in_flight_at_sigterm_and_exits(gunicorn):
+    pids = worker_pids(gunicorn, 2)
+    for other in pids:  # each worker alone answers once, so both have booted: one still booting
+        with paused(other):  # would miss the SIGTERM, and gunicorn wait for graceful_timeout
+            assert call(gunicorn, "GET", "/health").status == 200
+    body = json.dumps(new_user()).encode()
+    with connect(gunicorn) as sock:
+        assert ask_to_continue(sock, gunicorn, "POST", "/users", len(body)) == CONTINUE
+
+        gunicorn.process.send_signal(signal.SIGTERM)
+        wait_until_one_has_exited(pids)  # the idle one: the signal has reached them
+        sock.sendall(body)
+        status, _, reply = read_reply(sock, "POST")
+
+    assert status == 201, reply
+    assert gunicorn.process.wait(timeout=CLIENT_TIMEOUT) == 0
+
+
+# -- the engine across fork -------------------------------------------------------------------
+
+
+def test_a_forked_child_gets_an_empty_pool_and_the_parent_keeps_its_connection(db_url):
+    engine = make_engine({"sqlalchemy.url": db_url})
+    try:
+        with engine.connect() as connection:
+            pooled = connection.connection.dbapi_connection
+        assert engine.pool.checkedin() == 1
+
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report on the pipe, and leave without the parent's cleanup
+            try:
+                report = {"pooled_at_fork": engine.pool.checkedin()}
+                with engine.connect() as connection:
+                    report["answered"] = connection.execute(select(1)).scalar()
+                    report["own_connection"] = connection.connection.dbapi_connection is not pooled
+                os.write(write_end, json.dumps(report).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            report = json.loads(pipe.read() or "{}")
+        os.waitpid(pid, 0)
+
+        with engine.connect() as connection:
+            assert connection.connection.dbapi_connection is pooled
+            assert connection.execute(select(1)).scalar() == 1  # still alive in the parent
+    finally:
+        engine.dispose()
+    assert report == {"pooled_at_fork": 0, "answered": 1, "own_connection": True}

@@ -1,0 +1,197 @@
+"""SIGTERM: the server stops listening, finishes what is in flight, and exits within its bound.
+
+Each test starts its own server (``pserve`` of development.ini) and stops it with a real signal.
+A request is *in flight* when the server holds it: its head was read (the server invited the
+body with 100 Continue), or its transaction waits on a lock the test holds.
+"""
+
+import json
+import signal
+import threading
+import time
+import uuid
+from contextlib import ExitStack, contextmanager
+
+import pytest
+from sqlalchemy import select, text
+
+from myservice.models import User
+from tests.conftest import short_lived_engine
+from tests.realserver import (
+    CLIENT_TIMEOUT,
+    CONTINUE,
+    ask_to_continue,
+    call,
+    connect,
+    read_reply,
+    running_server,
+    wait_until_refused,
+)
+
+#: graceful_timeout of the servers here, unless a test names another.
+GRACEFUL = 10
+
+
+@pytest.fixture
+def start(db_url, token, tmp_path, empty_tables):
+    """Start the test's server with ``graceful_timeout`` seconds (stopped at the end if the test
+    has not stopped it); every row it committed is deleted afterwards."""
+    with ExitStack() as servers:
+
+        def started(graceful_timeout=GRACEFUL):
+            overrides = {"graceful_timeout": str(graceful_timeout)}
+            return servers.enter_context(running_server(tmp_path, db_url, overrides, token))
+
+        yield started
+
+
+def new_user_body():
+    name = f"late-{uuid.uuid4().hex[:12]}"
+    return name, json.dumps({"username": name, "email": f"{name}@example.org"}).encode()
+
+
+def stored_usernames(db_url, *names):
+    with short_lived_engine(db_url) as engine, engine.connect() as connection:
+        query = select(User.username).where(User.username.in_(names))
+        return set(connection.execute(query).scalars())
+
+
+def exit_status_within(server, seconds):
+    """The server's exit status; fails when it is still running ``seconds`` later."""
+    return server.process.wait(timeout=seconds)
+
+
+def test_a_request_in_flight_at_sigterm_is_answered_and_committed_while_new_ones_are_refused(
+    start, db_url
+):
+    server = start()
+    name, body = new_user_body()
+    with connect(server) as sock:
+        assert ask_to_continue(sock, server, "POST", "/users", len(body)) == CONTINUE
+
+        server.process.send_signal(signal.SIGTERM)
+        wait_until_refused(server)  # while the request above still waits for its body
+        sock.sendall(body)
+        status, headers, reply = read_reply(sock, "POST")
+
+    assert status == 201, reply
+    assert json.loads(reply)["username"] == name
+    assert headers["Connection"] == "close"
+    assert stored_usernames(db_url, name) == {name}
+    assert exit_status_within(server, GRACEFUL) == 0
+    assert any(
+        "stopped: every request in flight was answered" in line for line in server.log_lines()
+    )
+
+
+def test_idle_keep_alive_connections_do_not_hold_the_server_up(start):
+    server = start(graceful_timeout=60)
+    with connect(server) as idle:
+        idle.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        status, headers, _ = read_reply(idle)
+        assert status == 200
+        assert "Connection" not in headers  # kept alive
+
+        server.process.send_signal(signal.SIGTERM)
+
+        assert exit_status_within(server, CLIENT_TIMEOUT) == 0  # long before 60 s
+        assert idle.recv(1) == b""  # closed by the server
+
+
+def test_the_server_exits_at_graceful_timeout_when_a_request_never_completes(start):
+    graceful = 1
+    server = start(graceful)
+    _, body = new_user_body()
+    with connect(server) as stalled:
+        assert ask_to_continue(stalled, server, "POST", "/users", len(body)) == CONTINUE
+
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        status = exit_status_within(server, graceful + CLIENT_TIMEOUT)
+
+        assert time.monotonic() - started >= graceful  # it waited for the request
+        assert status == 0
+        assert stalled.recv(1) == b""  # the connection ends without an answer
+    log = server.log_lines()
+    assert any("exiting with 1 connection(s) unfinished" in line for line in log)
+
+
+# -- a transaction in flight (PostgreSQL: the test holds a row lock the request needs) --------
+
+
+@contextmanager
+def a_write_waiting_for_a_lock(server, connection):
+    """POST /users on a thread while ``connection`` locks the row every write updates (the feed
+    counter): inside the block the request waits in its transaction; at its end the lock is
+    released, the thread joined, and the list yielded with the user's name holds the reply, or
+    the error the client met."""
+    name, body = new_user_body()
+    outcome = []
+
+    def post():
+        try:
+            outcome.append(call(server, "POST", "/users", json.loads(body), timeout=CLIENT_TIMEOUT))
+        except OSError as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=post)
+    connection.execute(text("SELECT seq FROM feed_counter FOR UPDATE"))  # begins a transaction
+    thread.start()
+    try:
+        wait_until_a_request_waits_for_a_lock(connection)
+        yield name, outcome
+    finally:
+        connection.commit()  # the lock goes, and the request goes on (or is gone)
+        thread.join(timeout=CLIENT_TIMEOUT)
+
+
+def wait_until_a_request_waits_for_a_lock(connection):
+    deadline = time.monotonic() + CLIENT_TIMEOUT
+    while time.monotonic() < deadline:
+        # pg_stat_activity is read once per transaction unless its snapshot is cleared.
+        connection.execute(text("SELECT pg_stat_clear_snapshot()"))
+        waiting = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+        if waiting:
+            return
+        time.sleep(0.02)
+    pytest.fail("no request came to wait for the lock")
+
+
+@pytest.fixture
+def postgres_lock(db_url, is_postgres):
+    if not is_postgres:
+        pytest.skip("holds a PostgreSQL row lock across processes (CI runs it)")
+    with short_lived_engine(db_url) as engine, engine.connect() as connection:
+        yield connection
+
+
+def test_a_transaction_waiting_at_sigterm_commits_once_it_can(start, db_url, postgres_lock):
+    server = start()
+    with a_write_waiting_for_a_lock(server, postgres_lock) as (name, outcome):
+        server.process.send_signal(signal.SIGTERM)
+        wait_until_refused(server)
+
+    (reply,) = outcome
+    assert reply.status == 201, reply.body
+    assert reply.headers["Connection"] == "close"
+    assert stored_usernames(db_url, name) == {name}
+    assert exit_status_within(server, GRACEFUL) == 0
+
+
+def test_a_transaction_still_waiting_at_graceful_timeout_is_rolled_back(
+    start, db_url, postgres_lock
+):
+    graceful = 1
+    server = start(graceful)
+    with a_write_waiting_for_a_lock(server, postgres_lock) as (name, outcome):
+        server.process.send_signal(signal.SIGTERM)
+        assert exit_status_within(server, graceful + CLIENT_TIMEOUT) == 0
+
+    (error,) = outcome
+    assert isinstance(error, ConnectionError)  # closed without an answer
+    assert stored_usernames(db_url, name) == set()  # its transaction never reached COMMIT

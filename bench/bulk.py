@@ -1,9 +1,10 @@
 """Writing many users: one POST /users/bulk against single POSTs, and myservice-import.
 
 Served: one keep-alive ``http.client`` connection to the myservice server (real HTTP, as a
-client pays it) sends 1000 new users as one ``POST /users/bulk``, then 1000 other new users as
-1000 ``POST /users`` one after the other. Bodies are encoded beforehand, every answer is read
-whole and must be 201; wall time per user, median over a few repetitions after a warm-up.
+client pays it, with the run's bearer token) sends 1000 new users as one ``POST /users/bulk``,
+then 1000 other new users as 1000 ``POST /users`` one after the other. Bodies are encoded
+beforehand, every answer is read whole and must be 201; wall time per user, median over a few
+repetitions after a warm-up.
 One request at a time: a per-user cost comparison, not a throughput run.
 
 Importer: ``myservice-import INI FILE --batch 1000`` in a subprocess on a CSV file of new
@@ -57,22 +58,26 @@ def new_users(prefix, count):
     ]
 
 
-def post_all(connection, path, bodies, statuses):
+def post_all(connection, path, bodies, headers, statuses):
     """Seconds for POSTing each body in turn on ``connection``, each answer read whole."""
     started = time.perf_counter()
     for body in bodies:
-        connection.request("POST", path, body, {"Content-Type": "application/json"})
+        connection.request("POST", path, body, headers)
         response = connection.getresponse()
         response.read()
         statuses[response.status] += 1
     return time.perf_counter() - started
 
 
-def served(base_url, run_id, repetitions, progress):
+def served(base_url, token, run_id, repetitions, progress):
     """The Writes of ``repetitions`` x (one bulk of BATCH users, BATCH single POSTs)."""
     url = urlsplit(base_url)
     connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     statuses = Counter()
+
+    def post(path, bodies):
+        return post_all(connection, path, bodies, headers, statuses)
 
     def each_way(tag, count):
         bulk = [json.dumps({"users": new_users(f"b{run_id}{tag}", count)}).encode()]
@@ -81,13 +86,13 @@ def served(base_url, run_id, repetitions, progress):
     runs = []
     try:
         bulk, singles = each_way("w", BATCH)
-        post_all(connection, "/users/bulk", bulk, statuses)  # warm-up
-        post_all(connection, "/users", singles[:50], statuses)
+        post("/users/bulk", bulk)  # warm-up
+        post("/users", singles[:50])
         for repetition in range(repetitions):
             progress(f"bulk: {repetition + 1}/{repetitions}, {BATCH} users each way")
             bulk, singles = each_way(f"r{repetition}", BATCH)
-            bulk_s = post_all(connection, "/users/bulk", bulk, statuses)
-            single_s = post_all(connection, "/users", singles, statuses)
+            bulk_s = post("/users/bulk", bulk)
+            single_s = post("/users", singles)
             runs.append((bulk_s * 1000 / BATCH, single_s * 1000 / BATCH))
     finally:
         connection.close()

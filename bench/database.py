@@ -3,15 +3,28 @@
 Users 1..N are seeded by one ``INSERT ... SELECT FROM generate_series`` (usernames ``userN``,
 emails ``userN@example.com``, version 1) and kept across runs; a run deletes whatever it
 created (ids above N) when it ends, and at its start in case an earlier run was killed.
+
+Each run makes its own API token (``token``) and deletes it when it ends: no secret is kept
+anywhere between runs.
 """
 
+import secrets
 import time
+from contextlib import contextmanager
+from datetime import timedelta
 
 import psycopg
 from psycopg import sql
+from sqlalchemy import create_engine
 
 from bench.server import BenchError
+from myservice.models.meta import utcnow
+from myservice.models.token import TOKENS, create_token
 from myservice.pagination import cursor_serializer
+
+#: A run's token lives this long, so one that a killed run left behind is refused anyway; the
+#: next run deletes it.
+TOKEN_LIFETIME = timedelta(days=1)
 
 #: Databases this tool never creates, seeds or trims: the test suites' own.
 FORBIDDEN_PREFIXES = ("test",)
@@ -67,3 +80,26 @@ def trim(url, users):
 def deep_cursor(secret, after):
     """The cursor myservice issues for the page after id ``after``, signed with ``secret``."""
     return cursor_serializer(secret).dumps({"after": after}).decode()
+
+
+def alchemy_url(url):
+    """The SQLAlchemy URL of a libpq one (``postgresql://``): psycopg 3's dialect."""
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@contextmanager
+def token(url):
+    """The secret of a new ``read`` and ``write`` token in the database at ``url``, made with
+    myservice's own ``create_token``, until the block ends (then it is deleted)."""
+    name = f"bench-{secrets.token_hex(4)}"
+    engine = create_engine(alchemy_url(url))
+    try:
+        with engine.begin() as connection:
+            left = TOKENS.c.name.startswith("bench-") & (TOKENS.c.expires_at < utcnow())
+            connection.execute(TOKENS.delete().where(left))
+            secret = create_token(connection, name, ["read", "write"], utcnow() + TOKEN_LIFETIME)
+        yield secret
+    finally:
+        with engine.begin() as connection:
+            connection.execute(TOKENS.delete().where(TOKENS.c.name == name))
+        engine.dispose()

@@ -1,16 +1,15 @@
 """The change feed's price: writes per second with and without it, and a poll at its head.
 
-1. Writes: ``POST /users`` driven by wrk on two servers from the same production.ini, one as
-   shipped and one whose app never writes the feed (``nofeed_app``: the same app with the
-   session's ``before_commit`` listener, which numbers and inserts the changes, removed), A B A B.
-   With 16 connections this shows what the counter row costs when writers queue on it.
+1. Writes: ``POST /users`` served with and without the feed (``bench/compare.py``; without:
+   ``nofeed_app``, the same app with the session's ``before_commit`` listener, which numbers and
+   inserts the changes, removed). With 16 connections this shows what the counter row costs
+   when writers queue on it.
 2. Polls: ``GET /changes?after=<head>`` in process, on a feed of 1,000 changes and then of
    1,000,000, in a database of its own (``<database>_feed``, created and seeded once): a poll is
    one range scan of the primary key, so both should cost the same.
 """
 
 import os
-import re
 import statistics
 from contextlib import contextmanager
 
@@ -19,17 +18,17 @@ from sqlalchemy import event
 from webob import Request
 
 import myservice
-from bench import database, inprocess, served
-from bench.server import free_port, migrate, running_server, write_ini
-from bench.variants import section
+from bench import database, inprocess
+from bench.compare import Comparison
+from bench.server import free_port, migrate, write_ini
 from myservice.changes import write_pending_changes
 from myservice.db import RequestSession
 
 #: Feed lengths whose head is polled.
 FEED_LENGTHS = (1_000, 1_000_000)
 
-#: The comparison server's name in tables and JSON.
-NOFEED_KEY = "myservice-nofeed"
+#: POST /users with and without the feed.
+COMPARISON = Comparison("myservice-nofeed", "call:bench.feed:nofeed_app", "post", "the feed")
 
 
 def nofeed_app(global_config, **settings):
@@ -37,34 +36,6 @@ def nofeed_app(global_config, **settings):
     app = myservice.main(global_config, **settings)
     event.remove(RequestSession, "before_commit", write_pending_changes)
     return app
-
-
-def nofeed_editor(text):
-    """production.ini's text, its ``[app:main]`` served by ``nofeed_app``."""
-    start, end = section(text, "app:main")
-    app, replaced = re.subn(r"(?m)^use\s*=.*$", "use = call:bench.feed:nofeed_app", text[start:end])
-    return text[:start] + app + text[end:] if replaced == 1 else text
-
-
-def served_writes(stack, ini, directory, driver, shipped, rounds, seconds, progress):
-    """POST /users on ``shipped`` and on a server without the feed (started here, stopped when
-    ``stack`` closes), A B A B: ``summary`` of each."""
-    port = free_port()
-    path = write_ini(ini, directory, port, name="nofeed.ini", edit=nofeed_editor)
-    progress(f"starting myservice without the feed on port {port}")
-    stack.enter_context(running_server(path, dict(os.environ), port, 60))
-    nofeed = served.Target(NOFEED_KEY, f"http://127.0.0.1:{port}", shipped.deep_path)
-    return summary(write_rounds(driver, [shipped, nofeed], rounds, seconds, progress))
-
-
-def write_rounds(driver, targets, rounds, seconds, progress):
-    """{target key: [wrk Result of POST /users per round]}, alternating the targets."""
-    results = {target.key: [] for target in targets}
-    for number in range(1, rounds + 1):
-        progress(f"feed writes: round {number}/{rounds}")
-        for index, target in enumerate(targets):
-            results[target.key].append(driver.once(target, "post", seconds, f"f{number}v{index}"))
-    return results
 
 
 @contextmanager
@@ -100,11 +71,14 @@ def seed_changes(url, length):
         connection.execute("UPDATE feed_counter SET seq = %s", (length,))
 
 
-def poll_ms(app, head, calls, repetitions):
-    """CPU and wall ms per ``GET /changes?after=head`` (an empty page), medians."""
+def poll_ms(app, head, calls, repetitions, token):
+    """CPU and wall ms per ``GET /changes?after=head`` (an empty page) with the bearer
+    ``token``, medians."""
+    headers = {"Authorization": f"Bearer {token}"}
     runs = []
     for _ in range(repetitions + 1):  # the first is a warm-up
-        prepared = [Request.blank(f"/changes?after={head}").environ for _ in range(calls)]
+        path = f"/changes?after={head}"
+        prepared = [Request.blank(path, headers=headers).environ for _ in range(calls)]
         cpu, wall, unexpected = inprocess.call_all(app, prepared, "200")
         if unexpected:
             raise RuntimeError(f"GET /changes answered {dict(unexpected)}")
@@ -121,23 +95,13 @@ def polls(options, directory, root, progress):
     name = f"{options.database}_feed"
     database.ensure_database(f"{root}/postgres", name)
     url = f"{root}/{name}"
-    with environment(DATABASE_URL=url.replace("postgresql://", "postgresql+psycopg://", 1)):
+    with environment(DATABASE_URL=database.alchemy_url(url)):
         migrate(write_ini(options.ini, directory, free_port(), name="feed.ini"), dict(os.environ))
         app = inprocess.myservice_app(options.ini)
         timings = {}
-        for length in FEED_LENGTHS:
-            progress(f"feed polls: a feed of {length:,} changes")
-            seed_changes(url, length)
-            timings[length] = poll_ms(app, length, options.calls, options.repetitions)
+        with database.token(url) as token:
+            for length in FEED_LENGTHS:
+                progress(f"feed polls: a feed of {length:,} changes")
+                seed_changes(url, length)
+                timings[length] = poll_ms(app, length, options.calls, options.repetitions, token)
     return timings
-
-
-def summary(results):
-    """Median requests/s and the summed errors of each target's rounds."""
-    return {
-        key: {
-            "rps": statistics.median(result.rps for result in runs),
-            "errors": sum(result.error_count for result in runs),
-        }
-        for key, runs in results.items()
-    }

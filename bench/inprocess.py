@@ -1,10 +1,12 @@
 """In process: the CPU each app spends on a request, with no HTTP server in the way.
 
-Both WSGI apps are built in this process (myservice from production.ini, its logging to
-/dev/null; the baseline over its own small pool), the environs of every call are prepared
-beforehand, and ``time.process_time()`` (this process's CPU, all threads) and wall time are
-taken over N calls of ``app(environ, start_response)`` that consume the body, after a warm-up.
-The result is the median of a few repetitions. PostgreSQL's own CPU is not counted.
+The WSGI apps are built in this process (myservice from production.ini, its logging to
+/dev/null; the same without authentication, ``bench.auth.noauth_app``; the baseline over its
+own small pool), the environs of every call are prepared beforehand, each with the run's
+bearer token, and ``time.process_time()`` (this process's CPU, all threads) and wall time are
+taken over N calls of ``app(environ, start_response)`` that consume the body. After a warm-up
+of each, the apps take turns in each repetition; the result is the median of the
+repetitions. PostgreSQL's own CPU is not counted.
 """
 
 import io
@@ -18,10 +20,14 @@ from dataclasses import dataclass
 
 from webob import Request
 
+from bench.auth import COMPARISON, noauth_app
 from bench.baseline import make_app, open_pool
 
 #: The requests timed in process, and the status each must get.
 REQUESTS = {"get": "200", "post": "201", "page": "200"}
+
+#: myservice without authentication's name in the timings (as its server's in ``bench.auth``).
+NOAUTH = COMPARISON.key
 
 
 @dataclass
@@ -32,24 +38,28 @@ class Timing:
     unexpected: dict  # status -> count, for answers that were not the expected one
 
 
-def myservice_app(ini):
-    """myservice as production.ini builds it, its log lines written to /dev/null."""
-    from pyramid.paster import get_app, setup_logging
+def myservice_app(ini, factory=None):
+    """myservice as production.ini builds it (or ``factory`` from production.ini's settings),
+    its log lines written to /dev/null."""
+    from pyramid.paster import get_app, get_appsettings, setup_logging
 
     setup_logging(str(ini))
     sink = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(sink)
-    return get_app(str(ini), "main")
+    if factory is None:
+        return get_app(str(ini), "main")
+    return factory({}, **get_appsettings(str(ini), "main"))
 
 
 def baseline_app(url):
     return make_app(open_pool(url, 2))
 
 
-def environs(kind, count, users, tag):
-    """``count`` fresh WSGI environs for request ``kind`` (bodies not yet read)."""
+def environs(kind, count, users, tag, token):
+    """``count`` fresh WSGI environs for request ``kind`` (bodies not yet read), each with
+    the bearer ``token``."""
     pick = random.Random(f"{kind}{count}")
     made = []
     for number in range(count):
@@ -63,6 +73,7 @@ def environs(kind, count, users, tag):
         else:
             request = Request.blank("/users?limit=50")
         environ = request.environ
+        environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
         environ["wsgi.input"] = io.BytesIO(request.body)
         made.append(environ)
     return made
@@ -87,32 +98,40 @@ def call_all(app, prepared, expected):
     return cpu, wall, statuses
 
 
-def measure(app, name, kind, calls, repetitions, users):
-    """The Timing of ``calls`` requests of ``kind``, ``repetitions`` times after a warm-up."""
+def measure(apps, kind, calls, repetitions, users, token):
+    """{name: Timing} of ``calls`` requests of ``kind`` to each of ``apps`` ({name: app}),
+    ``repetitions`` times after a warm-up of each, the apps taking turns in each repetition."""
     expected = REQUESTS[kind]
-    unexpected = Counter()
-    warm = environs(kind, max(calls // 5, 20), users, f"{name[0]}w")
-    unexpected.update(call_all(app, warm, expected)[2])
-    runs = []
-    for repetition in range(repetitions):
-        prepared = environs(kind, calls, users, f"{name[0]}{repetition}")
-        cpu, wall, odd = call_all(app, prepared, expected)
-        unexpected.update(odd)
-        runs.append((cpu * 1000 / calls, wall * 1000 / calls))
-    return Timing(
-        cpu_ms=statistics.median(cpu for cpu, _ in runs),
-        wall_ms=statistics.median(wall for _, wall in runs),
-        repetitions=runs,
-        unexpected=dict(unexpected),
-    )
+    unexpected = {name: Counter() for name in apps}
+    runs = {name: [] for name in apps}
+    for repetition in range(repetitions + 1):  # the first is the warm-up
+        count = calls if repetition else max(calls // 5, 20)
+        for index, (name, app) in enumerate(apps.items()):
+            prepared = environs(kind, count, users, f"a{index}r{repetition}", token)
+            cpu, wall, odd = call_all(app, prepared, expected)
+            unexpected[name].update(odd)
+            if repetition:
+                runs[name].append((cpu * 1000 / count, wall * 1000 / count))
+    return {
+        name: Timing(
+            cpu_ms=statistics.median(cpu for cpu, _ in runs[name]),
+            wall_ms=statistics.median(wall for _, wall in runs[name]),
+            repetitions=runs[name],
+            unexpected=dict(unexpected[name]),
+        )
+        for name in apps
+    }
 
 
-def run(ini, url, users, calls, repetitions, progress):
-    """{request kind: {"myservice": Timing, "baseline": Timing}}."""
-    apps = {"myservice": myservice_app(ini), "baseline": baseline_app(url)}
+def run(ini, url, users, calls, repetitions, token, progress):
+    """{request kind: {"myservice": Timing, "baseline": Timing, NOAUTH: Timing}}."""
+    apps = {
+        "myservice": myservice_app(ini),
+        NOAUTH: myservice_app(ini, noauth_app),
+        "baseline": baseline_app(url),
+    }
     timings = {}
     for kind in REQUESTS:
-        for name, app in apps.items():
-            progress(f"in process: {name} {kind}, {repetitions} x {calls} calls")
-            timings.setdefault(kind, {})[name] = measure(app, name, kind, calls, repetitions, users)
+        progress(f"in process: {kind}, {repetitions} x {calls} calls of each app, taking turns")
+        timings[kind] = measure(apps, kind, calls, repetitions, users, token)
     return timings

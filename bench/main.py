@@ -1,7 +1,8 @@
 """make bench (python -m bench): is myservice fast? Side by side with a bare baseline.
 
 1. Setup: wrk (apt-get when missing), the benchmark's own database (created when missing,
-   ``alembic upgrade head``, 1,000,000 users seeded once and reused), a fresh cursor secret.
+   ``alembic upgrade head``, 1,000,000 users seeded once and reused), a fresh cursor secret
+   and a fresh API token (``read`` and ``write``) that every request sends, deleted at the end.
 2. Served: myservice (production.ini as shipped) and the baseline (``bench/baseline.py`` on the
    same ``[server:main]``, on stock waitress and on ``egg:myservice``, the spin removed) run side
    by side; wrk -t4 -c16 drives GET one user, POST a user, GET a page of 50 and GET the page
@@ -10,8 +11,10 @@
 4. Writing many users: one POST /users/bulk of 1000 users against 1000 single POSTs on the
    myservice server, then ``myservice-import`` of a CSV file in a subprocess (``bench/bulk.py``).
    The change feed: POST /users with and without it, and a poll at its head on a feed of
-   1,000 and of 1,000,000 changes (``bench/feed.py``).
-5. In process: CPU per request of both apps without a server (``bench/inprocess.py``).
+   1,000 and of 1,000,000 changes (``bench/feed.py``). Authentication: GET one user with and
+   without it (``bench/auth.py``). Both comparisons: ``bench/compare.py``.
+5. In process: CPU per request of myservice with and without authentication and of the
+   baseline, without a server (``bench/inprocess.py``).
 6. Report: a table on stdout, ``bench/results/<time>.json``, and docs/performance.md between
    its markers. The users the run created are deleted at the end.
 
@@ -29,7 +32,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import quote
 
-from bench import bulk, database, feed, inprocess, report, served
+from bench import auth, bulk, compare, database, feed, inprocess, report, served
 from bench.server import BenchError, free_port, migrate, running_server, write_ini
 from bench.variants import baseline_editor, variants
 from bench.wrk import ensure_wrk
@@ -101,7 +104,7 @@ def benchmark(options, directory, notes):
     url = f"{root}/{options.database}"
     secret = secrets.token_urlsafe(32)
     os.environ.update(
-        DATABASE_URL=url.replace("postgresql://", "postgresql+psycopg://", 1),
+        DATABASE_URL=database.alchemy_url(url),
         MYSERVICE_SECRET=secret,
         PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
     )
@@ -112,9 +115,9 @@ def benchmark(options, directory, notes):
         notes.append(f"seeded {options.users:,} users in {seconds:.0f} s")
     database.trim(url, options.users)
     try:
-        return measure(options, directory, notes, wrk_path, url, secret) | {
-            "machine": report.machine(version, PROJECT_ROOT, load_at_start)
-        }
+        with database.token(url) as token:
+            run = measure(options, directory, notes, wrk_path, url, secret, token)
+        return run | {"machine": report.machine(version, PROJECT_ROOT, load_at_start)}
     finally:
         removed = database.trim(url, options.users)
         progress(f"deleted the {removed:,} users this run created")
@@ -139,9 +142,9 @@ def start_servers(stack, options, directory, found, secret):
     return targets, pids
 
 
-def measure(options, directory, notes, wrk_path, url, secret):
+def measure(options, directory, notes, wrk_path, url, secret, token):
     found = variants()
-    driver = served.Driver(wrk_path, directory, options.users)
+    driver = served.Driver(wrk_path, directory, options.users, token)
     with ExitStack() as stack:
         targets, pids = start_servers(stack, options, directory, found, secret)
         results = driver.rounds(targets, options.rounds, options.seconds, progress)
@@ -157,17 +160,20 @@ def measure(options, directory, notes, wrk_path, url, secret):
             MEMORY_MAX_SECONDS[options.quick],
             progress,
         )
-        writes = bulk.served(targets[0].base_url, driver.run_id, options.bulk_repetitions, progress)
-        feed_writes = feed.served_writes(
-            stack, options.ini, directory, driver, targets[0], options.rounds, options.seconds,
-            progress,
-        )  # fmt: skip
+        writes = bulk.served(
+            targets[0].base_url, token, driver.run_id, options.bulk_repetitions, progress
+        )
+        shared = (options.ini, directory, driver, targets[0], options.rounds, options.seconds)
+        comparisons = {
+            comparison.key: compare.served(comparison, *shared, progress)
+            for comparison in (feed.COMPARISON, auth.COMPARISON)
+        }
     importer = bulk.imported(options.ini, directory, driver.run_id, options.import_users, progress)
     feed_polls = feed.polls(options, directory, url.rpartition("/")[0], progress)
     timings = inprocess.run(
-        options.ini, url, options.users, options.calls, options.repetitions, progress
+        options.ini, url, options.users, options.calls, options.repetitions, token, progress
     )
-    failed = describe_failures(summaries, memory, timings, writes, importer, feed_writes, notes)
+    failed = describe_failures(summaries, memory, timings, writes, importer, comparisons, notes)
     return {
         "mode": "quick" if options.quick else "full",
         "users": options.users,
@@ -182,14 +188,17 @@ def measure(options, directory, notes, wrk_path, url, secret):
         "timings": timings,
         "writes": writes,
         "importer": importer,
-        "feed": {"writes": feed_writes, "polls": feed_polls},
-        "targets": report.target_rows(summaries, found, timings, memory, writes, feed_polls),
+        "comparisons": comparisons,
+        "feed_polls": feed_polls,
+        "targets": report.target_rows(
+            summaries, found, timings, memory, writes, feed_polls, comparisons
+        ),
         "notes": notes,
         "failed": failed,
     }
 
 
-def describe_failures(summaries, memory, timings, writes, importer, feed_writes, notes):
+def describe_failures(summaries, memory, timings, writes, importer, comparisons, notes):
     """Notes for every unexpected answer; whether there was any."""
     failures = [
         f"{count} unexpected answers or socket errors: {key} {scenario}"
@@ -213,9 +222,9 @@ def describe_failures(summaries, memory, timings, writes, importer, feed_writes,
             f"{importer.users:,}: {importer.last_error}"
         )
     failures.extend(
-        f"{row['errors']} unexpected answers or socket errors: {key} POST (feed comparison)"
-        for key, row in feed_writes.items()
-        if row["errors"]
+        f"{outcome.errors} unexpected answers or socket errors: comparison with {key}"
+        for key, outcome in comparisons.items()
+        if outcome.errors
     )
     notes.extend(f"FAILED: {failure}" for failure in failures)
     return bool(failures)

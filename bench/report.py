@@ -10,7 +10,8 @@ from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import bulk, feed
+from bench import auth, bulk, feed
+from bench.inprocess import NOAUTH
 from bench.served import SCENARIOS
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -18,12 +19,14 @@ DOC_HEADING = "# Performance\n\nThe latest `make bench` table (written by the be
 
 #: The targets: myservice's served req/s against each baseline, in-process CPU against the
 #: baseline's, the deep page's req/s against the first page's, RSS growth over the long run,
-#: the time per user of one POST /users/bulk against single POSTs.
+#: the time per user of one POST /users/bulk against single POSTs, and the share of served GET
+#: one user's req/s that authentication may cost.
 SERVED_MIN_RATIO = 0.5
 CPU_MAX_RATIO = 2.5
 DEEP_MAX_RATIO = 1.2
 RSS_MAX_GROWTH = 0.10
 BULK_MIN_SPEEDUP = 10
+AUTH_MAX_COST = 0.05
 
 
 def machine(postgres_version, project_root, load_at_start):
@@ -121,22 +124,39 @@ def writes_lines(writes, importer):
     ]
 
 
-def feed_lines(feed_run):
-    writes, polls = feed_run["writes"], feed_run["polls"]
-    shipped, without = writes["myservice"]["rps"], writes[feed.NOFEED_KEY]["rps"]
+def comparison_lines(heading, comparison, outcome):
+    """The head of a comparison's table: req/s served with and without the part, its cost."""
+    title, part = SCENARIOS[comparison.scenario], comparison.part
+    return [
+        f"| {heading} | measured |",
+        "|---|--:|",
+        f"| {title}, req/s, with {part} (as shipped) | {outcome.shipped_rps:,.0f} |",
+        f"| {title}, req/s, without {part} | {outcome.without_rps:,.0f} |",
+        f"| {title}: throughput {part} costs (median of the rounds) | {outcome.cost:.1%} |",
+    ]
+
+
+def feed_lines(outcome, polls):
     short, long = (polls[length] for length in feed.FEED_LENGTHS)
     return [
-        "| the change feed | measured |",
-        "|---|--:|",
-        f"| POST /users, req/s, with the feed (as shipped) | {shipped:,.0f} |",
-        f"| POST /users, req/s, without the feed | {without:,.0f} |",
-        f"| write throughput the feed costs | {1 - ratio(shipped, without):.0%} |",
+        *comparison_lines("the change feed", feed.COMPARISON, outcome),
         f"| poll at the head of {feed.FEED_LENGTHS[0]:,} changes, CPU ms | {short['cpu_ms']:.3f} |",
         f"| poll at the head of {feed.FEED_LENGTHS[1]:,} changes, CPU ms | {long['cpu_ms']:.3f} |",
     ]
 
 
-def target_rows(summaries, variants, timings, memory, writes, feed_polls):
+def auth_lines(outcome, timings):
+    lines = comparison_lines("authentication", auth.COMPARISON, outcome)
+    for kind, apps in timings.items():
+        ours, without = apps["myservice"].cpu_ms, apps[NOAUTH].cpu_ms
+        lines.append(
+            f"| in process {SCENARIOS[kind]}: CPU ms with / without authentication | "
+            f"{ours:.3f} / {without:.3f} ({ratio(ours, without) - 1:+.1%}) |"
+        )
+    return lines
+
+
+def target_rows(summaries, variants, timings, memory, writes, feed_polls, comparisons):
     """(target, measured, met) for every target the run can check."""
     rows = []
     ours = summaries["myservice"]
@@ -178,6 +198,12 @@ def target_rows(summaries, variants, timings, memory, writes, feed_polls):
         f"{ratio(long, short):.2f}x",
         ratio(long, short) <= DEEP_MAX_RATIO,
     ))  # fmt: skip
+    cost = comparisons[auth.COMPARISON.key].cost
+    rows.append((
+        f"authentication costs < {AUTH_MAX_COST:.0%} of served GET one user req/s",
+        f"{cost:.1%}",
+        cost < AUTH_MAX_COST,
+    ))  # fmt: skip
     return rows
 
 
@@ -210,12 +236,16 @@ def tables(run):
         "",
         *writes_lines(writes, importer),
         "",
-        f"The feed: POST /users over wrk -t4 -c16 on myservice as shipped and on the same app "
-        f"without the feed, alternating, {run['rounds']} round(s) of {run['seconds']} s; polls "
-        f"in process, median of {run['repetitions']} x {run['calls']} calls, in a database of "
-        f"their own.",
+        f"The feed and authentication: POST /users (GET one user) over wrk -t4 -c16 on "
+        f"myservice as shipped and on the same app without the feed (without authentication), "
+        f"a server of its own, alternating, {run['rounds']} round(s) of {run['seconds']} s "
+        f"after a warm-up; the cost is the median over the rounds of 1 - with / without. "
+        f"Polls in process, median of {run['repetitions']} x {run['calls']} calls, in a "
+        f"database of their own; in process with and without authentication as above.",
         "",
-        *feed_lines(run["feed"]),
+        *feed_lines(run["comparisons"][feed.COMPARISON.key], run["feed_polls"]),
+        "",
+        *auth_lines(run["comparisons"][auth.COMPARISON.key], run["timings"]),
         "",
         "| target | measured | met |",
         "|---|--:|---|",

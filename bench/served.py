@@ -2,7 +2,8 @@
 
 Every variant's server runs at once (idle ones cost nothing); for each round and each scenario
 wrk drives the variants one after the other, so a busy neighbour on the machine weighs on all
-of them alike. The POST names carry the run, the round and the variant, so they never clash.
+of them alike. The POST names carry the run and the wrk run, so they never clash; every
+request carries the run's token.
 """
 
 import math
@@ -45,39 +46,39 @@ class Memory:
 
 
 class Driver:
-    def __init__(self, wrk_path, directory, users):
+    def __init__(self, wrk_path, directory, users, token):
         self.wrk_path = wrk_path
         self.run_id = secrets.token_hex(3)
         self.directory = directory
-        self.users = users
-        self.url_script = wrk.write_script(directory / "url.lua", "url")
-        self.get_script = wrk.write_script(directory / "get.lua", "get", users=users)
+        self.token = token
+        self.url_script = wrk.write_script(directory / "url.lua", "url", token)
+        self.get_script = wrk.write_script(directory / "get.lua", "get", token, users=users)
+        self.posts = 0  # POST scripts written: each names its users after its number
 
-    def script(self, scenario, tag):
+    def script(self, scenario):
         if scenario == "get":
             return self.get_script
         if scenario == "post":
-            path = self.directory / f"post-{tag}.lua"
-            return wrk.write_script(path, "post", prefix=f"p{self.run_id}{tag}")
+            self.posts += 1
+            path = self.directory / f"post-{self.posts}.lua"
+            return wrk.write_script(path, "post", self.token, prefix=f"p{self.run_id}s{self.posts}")
         return self.url_script
 
     def url(self, target, scenario):
         path = target.deep_path if scenario == "deep" else "/users?limit=50"
         return target.base_url + ("/" if scenario in ("get", "post") else path)
 
-    def once(self, target, scenario, seconds, tag):
-        script = self.script(scenario, tag)
-        return wrk.run(self.wrk_path, script, self.url(target, scenario), seconds)
+    def once(self, target, scenario, seconds):
+        return wrk.run(self.wrk_path, self.script(scenario), self.url(target, scenario), seconds)
 
-    def rounds(self, targets, rounds, seconds, progress):
+    def rounds(self, targets, rounds, seconds, progress, scenarios=SCENARIOS, what=""):
         """{variant: {scenario: [Result per round]}}, after one short warm-up of each."""
-        results = {target.key: {scenario: [] for scenario in SCENARIOS} for target in targets}
+        results = {target.key: {scenario: [] for scenario in scenarios} for target in targets}
         for number in range(rounds + 1):
-            progress(f"round {number}/{rounds}" if number else "warm-up round")
-            for scenario in SCENARIOS:
-                for index, target in enumerate(targets):
-                    tag = f"r{number}v{index}"
-                    result = self.once(target, scenario, seconds if number else 1, tag)
+            progress(f"{what}round {number}/{rounds}" if number else f"{what}warm-up round")
+            for scenario in scenarios:
+                for target in targets:
+                    result = self.once(target, scenario, seconds if number else 1)
                     if number:
                         results[target.key][scenario].append(result)
         return results

@@ -52,18 +52,31 @@ def server_threads(text):
     return parser.get("server:main", "threads", fallback="4")
 
 
+def replace_use(text, name, use):
+    """``text`` with the ``use = ...`` line of its ``[name]`` section saying ``use = <use>``."""
+    start, end = section(text, name)
+    body, replaced = re.subn(r"(?m)^use\s*=.*$", f"use = {use}", text[start:end])
+    if replaced != 1:
+        raise BenchError(f"[{name}] has no single 'use = ...' line to replace")
+    return text[:start] + body + text[end:]
+
+
+def app_editor(use):
+    """An edit of production.ini's text whose ``[app:main]`` is served by ``use`` (e.g.
+    ``call:bench.auth:noauth_app``); the app's settings and the server stay as they are."""
+    return lambda text: replace_use(text, "app:main", use)
+
+
 def baseline_editor(use):
     """An edit of production.ini's text that serves the baseline with ``use`` as its server."""
 
     def edit(text):
         threads = server_threads(text)
-        start, end = section(text, "server:main")
-        server, replaced = re.subn(r"(?m)^use\s*=.*$", f"use = {use}", text[start:end])
-        if replaced != 1:
-            raise BenchError("[server:main] has no single 'use = ...' line to replace")
+        text = replace_use(text, "server:main", use)
         if use != SPIN_FREE_USE:  # stock waitress refuses the options only myservice's takes
-            server = re.sub(rf"(?m)^(?:{'|'.join(OWN_OPTIONS)})\s*=.*\n", "", server)
-        text = text[:start] + server + text[end:]
+            start, end = section(text, "server:main")
+            server = re.sub(rf"(?m)^(?:{'|'.join(OWN_OPTIONS)})\s*=.*\n", "", text[start:end])
+            text = text[:start] + server + text[end:]
         start, end = section(text, "app:main")
         app = f"use = call:bench.baseline:app_factory\npool_size = {threads}\n\n"
         return text[:start] + app + text[end:]

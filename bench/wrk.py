@@ -1,9 +1,10 @@
 """wrk, the load generator, in its own process: installed when missing, driven by a Lua script.
 
 The script makes the requests (a random seeded user, a POST of a user with a name unique to
-the run, the thread and the request, or one fixed URL) and its ``done`` hook prints one line
-of JSON: requests, duration, p50/p99 latency and the error counts (socket errors, and
-``status``: answers that are not 2xx or 3xx).
+the run, the thread and the request, or one fixed URL), each with ``Authorization: Bearer``
+and the run's token (a baseline ignores it, and gets the same bytes), and its ``done`` hook
+prints one line of JSON: requests, duration, p50/p99 latency and the error counts (socket
+errors, and ``status``: answers that are not 2xx or 3xx).
 """
 
 import json
@@ -22,6 +23,7 @@ SCRIPT = """\
 -- written by bench/wrk.py
 local mode, users, prefix = "%(mode)s", %(users)d, "%(prefix)s"
 local threads, next_tid = {}, 1
+wrk.headers["Authorization"] = "Bearer %(token)s"
 
 function setup(thread)
   thread:set("tid", next_tid)
@@ -39,7 +41,8 @@ if mode == "get" then
     return wrk.format("GET", "/users/" .. math.random(1, users))
   end
 elseif mode == "post" then
-  local headers = {["Content-Type"] = "application/json"}
+  local headers = {["Content-Type"] = "application/json",
+                   ["Authorization"] = wrk.headers["Authorization"]}
   function request()
     counter = counter + 1
     local name = prefix .. "t" .. tid .. "n" .. counter
@@ -93,9 +96,11 @@ def ensure_wrk(progress):
     return found
 
 
-def write_script(path, mode, users=1, prefix="x"):
-    """A Lua script: ``mode`` "get" (random user of 1..users), "post" (unique users) or "url"."""
-    path.write_text(SCRIPT % {"mode": mode, "users": users, "prefix": prefix, "mark": MARK})
+def write_script(path, mode, token, users=1, prefix="x"):
+    """A Lua script: ``mode`` "get" (random user of 1..users), "post" (unique users) or "url",
+    every request with the bearer ``token``."""
+    values = {"mode": mode, "token": token, "users": users, "prefix": prefix, "mark": MARK}
+    path.write_text(SCRIPT % values)
     return path
 
 

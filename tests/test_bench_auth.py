@@ -1,0 +1,65 @@
+"""``make bench``'s app without authentication (bench/auth.py) runs without it, and only that.
+
+The benchmark states what authentication costs by serving GET one user from the shipped app and
+from this one: the figure means something only if the second server, loaded from the same ini
+file as the bench loads it, answers every view with no token and is otherwise the same app.
+"""
+
+import configparser
+import difflib
+
+import pytest
+import webtest
+from pyramid.paster import get_app
+
+from bench.auth import COMPARISON
+from bench.server import BenchError, free_port, write_ini
+from bench.variants import app_editor
+from tests.conftest import DEVELOPMENT_INI
+
+NOT_A_TOKEN = {"Authorization": "Bearer not-a-token"}
+
+
+@pytest.fixture
+def noauth(tmp_path, db_url, monkeypatch):
+    """The comparison app as its server loads it: the ini file with ``[app:main]`` edited as
+    ``make bench`` edits production.ini, on the suite's database."""
+    ini = write_ini(DEVELOPMENT_INI, tmp_path, free_port(), edit=app_editor(COMPARISON.use))
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    app = get_app(str(ini), "main")
+    try:
+        yield webtest.TestApp(app)
+    finally:
+        app.registry["dbsession_factory"].kw["bind"].dispose()
+
+
+def test_the_comparison_app_reads_and_writes_without_a_token(noauth, app):
+    shipped = webtest.TestApp(app)
+    shipped.get("/users?limit=1", status=401)
+    shipped.delete("/users/999999999", status=401)
+
+    assert noauth.get("/users?limit=1", status=200).json["items"] is not None
+    assert noauth.get("/users?limit=1", headers=NOT_A_TOKEN, status=200).json["items"] is not None
+    # a "write" view (the default permission) is past the policy too: the user is missing
+    assert noauth.delete("/users/999999999", status=404).json["status"] == 404
+    assert noauth.get("/health", status=200)
+
+
+def test_the_editor_changes_the_app_factory_and_nothing_else():
+    text = DEVELOPMENT_INI.read_text(encoding="utf-8")
+    edited = app_editor(COMPARISON.use)(text)
+    changed = [
+        line
+        for line in difflib.ndiff(text.splitlines(), edited.splitlines())
+        if line[:2] in ("- ", "+ ")
+    ]
+    assert changed == ["- use = egg:myservice", f"+ use = {COMPARISON.use}"]
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(edited)
+    assert parser["app:main"]["use"] == COMPARISON.use
+    assert parser["server:main"]["use"] == "egg:myservice"  # the same server
+
+
+def test_the_editor_refuses_an_app_section_without_a_use_line():
+    with pytest.raises(BenchError, match=r"\[app:main\] has no single 'use = \.\.\.' line"):
+        app_editor(COMPARISON.use)("[app:main]\nfoo = 1\n\n[server:main]\nuse = egg:x\n")

@@ -14,6 +14,7 @@ def includeme(config):
     """The whole service, one concern per include."""
     config.include(".requestid")  # X-Request-ID on every response and log line
     config.include(".db")  # engine, session factory, request.dbsession, pyramid_tm, retry
+    config.include(".timeouts")  # what bounds each wait on the database
     config.include(".problems")  # RFC 9457 error documents for every failure
     config.include(".validation")  # the JSON body guard: size, media type, strict JSON
     config.include(".rendering")  # JSON responses from pydantic models

@@ -48,6 +48,7 @@ setup(
         "console_scripts": [
             "myservice-import = myservice.importer:main",
             "myservice-purge = myservice.purge:main",
+            "myservice-maintenance = myservice.maintenance:main",
         ],
     },
 )

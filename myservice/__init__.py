@@ -22,5 +22,6 @@ def includeme(config):
     config.include(".routes")
     config.include(".changes")  # GET /changes, and the changes every write appends
     config.include(".idempotency")  # Idempotency-Key on POSTs: its setting
+    config.include(".maintenance")  # read-only mode: writes refused, at startup or at run time
     config.scan(".views")
     config.include(".openapi")  # GET /openapi.json

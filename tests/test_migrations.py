@@ -28,7 +28,15 @@ from tests.conftest import DEVELOPMENT_INI, migrate, short_lived_engine
 SQLITE_INDEX_WARNING = "Skipped unsupported reflection of expression-based index"
 
 #: Every table of the models' schema.
-TABLES = {"users", "groups", "memberships", "changes", "feed_counter", "idempotency_keys"}
+TABLES = {
+    "users",
+    "groups",
+    "memberships",
+    "changes",
+    "feed_counter",
+    "idempotency_keys",
+    "service_mode",
+}
 
 
 @dataclass

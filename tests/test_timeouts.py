@@ -202,3 +202,17 @@ def test_a_request_that_finds_the_pool_empty_gets_a_fast_503(db_url, user, tmp_p
         assert not holder.is_alive(), "the PATCH did not finish once the lock was released"
         assert patched["reply"].status == 200, patched["reply"].body
         assert call(server, "GET", f"/users/{user}").json()["full_name"] == "waited"
+
+
+def test_ready_gives_the_database_one_second_whatever_the_statement_timeout(app_settings, db_url):
+    with (
+        service(app_settings, **{"myservice.statement_timeout_ms": "20000"}) as client,
+        short_lived_engine(db_url) as engine,
+        engine.begin() as connection,
+    ):
+        # The row /health/ready reads cannot be read until this transaction ends.
+        connection.execute(text("LOCK TABLE service_mode IN ACCESS EXCLUSIVE MODE"))
+        reply = answered_within(
+            BOUND, lambda: client.get("/health/ready", status="*"), "GET /health/ready"
+        )
+        assert assert_unavailable(reply, "ready")["detail"] == "the database is unavailable"

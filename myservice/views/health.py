@@ -2,9 +2,10 @@ import logging
 
 from pyramid.httpexceptions import HTTPServiceUnavailable
 from pyramid.view import view_config
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
+from ..maintenance import mode_name
+from ..models.maintenance import read_mode
 from ..timeouts import DatabaseTimeout
 
 log = logging.getLogger(__name__)
@@ -21,12 +22,15 @@ def health(request):
 
 @view_config(route_name="health_ready", request_method="GET", renderer="json")
 def ready(request):
-    """The process can serve: the database answers a query within ``READY_TIMEOUT``."""
+    """The process can serve: the database answers a query (the maintenance switch's row,
+    read afresh, so it also reports the mode) within ``READY_TIMEOUT``. Read-only is ready
+    (200): reads are served."""
     try:
-        request.dbsession.execute(select(1), execution_options={"client_timeout": READY_TIMEOUT})
+        read_only, _ = read_mode(request.dbsession, client_timeout=READY_TIMEOUT)
     except (DBAPIError, DatabaseTimeout) as error:
         log.warning("not ready: %s", getattr(error, "orig", error))
         raise HTTPServiceUnavailable(
             "the database is unavailable", headers={"Retry-After": "5"}
         ) from None
-    return {"status": "ok", "database": "ok"}
+    mode = mode_name(request.registry["read_only"].learn(read_only))
+    return {"status": "ok", "database": "ok", "mode": mode}

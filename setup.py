@@ -65,6 +65,7 @@ setup(
         "console_scripts": [
             "myservice-import = myservice.importer:main",
             "myservice-purge = myservice.purge:main",
+            "myservice-maintenance = myservice.maintenance:main",
             "myservice-token = myservice.tokens:main",
         ],
     },

@@ -15,6 +15,7 @@ def includeme(config):
     config.include(".requestid")  # X-Request-ID on every response and log line
     config.include(".accesslog")  # one access line per request, however many attempts it took
     config.include(".db")  # engine, session factory, request.dbsession, pyramid_tm, retry
+    config.include(".timeouts")  # what bounds each wait on the database
     config.include(".problems")  # RFC 9457 error documents for every failure
     config.include(".security")  # bearer tokens; views need the "read" or "write" scope
     config.include(".headers")  # nosniff, no-store, and CORS for myservice.cors_origins
@@ -25,6 +26,7 @@ def includeme(config):
     config.include(".changes")  # GET /changes, and the changes every write appends
     config.include(".idempotency")  # Idempotency-Key on POSTs: its setting
     config.include(".metrics")  # GET /metrics: Prometheus counters of requests, retries, the pool
+    config.include(".maintenance")  # read-only mode: writes refused, at startup or at run time
     config.scan(".views")
     config.include(".openapi")  # GET /openapi.json
     config.include(".docspage")  # GET /docs: that document for people (Swagger UI, offline)

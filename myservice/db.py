@@ -10,6 +10,7 @@
   its connection to the pool. pyramid_retry replays the request on transient conflicts.
 """
 
+import functools
 import os
 import weakref
 
@@ -19,6 +20,8 @@ from sqlalchemy import engine_from_config, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from zope.sqlalchemy.datamanager import ZopeTransactionEvents
+
+from .timeouts import set_local
 
 #: Methods that may write: they run in a transaction (on SQLite, one that holds the write lock).
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -40,12 +43,12 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 #: The setting that puts PgBouncer (transaction pooling) between the service and PostgreSQL.
 PGBOUNCER = "myservice.pgbouncer"
 
-#: libpq options: how long to wait for a PostgreSQL server to accept a connection (s), and
-#: how long sent data may go unacknowledged (ms) before a connection to a dead host is dropped
-#: (keepalives find one that dies while idle). A server that is alive but frozen is not
-#: covered: its requests wait for it.
+#: libpq options: how long to wait for a PostgreSQL server to accept a connection (s; psycopg
+#: waits whole seconds, 2 at the least), and how long sent data may go unacknowledged (ms)
+#: before a connection to a dead host is dropped (keepalives find one that dies while idle).
+#: A server that is alive but frozen still acknowledges: ``myservice.timeouts`` bounds that.
 POSTGRES_CONNECT_ARGS = {
-    "connect_timeout": 3,
+    "connect_timeout": 2,
     "tcp_user_timeout": 10_000,
     "keepalives": 1,
     "keepalives_idle": 30,
@@ -81,11 +84,13 @@ def make_engine(settings):
     engine = engine_from_config(
         {**settings, "sqlalchemy.url": url}, prefix="sqlalchemy.", **options
     )
-    event.listen(engine, "begin", begin)
     if pgbouncer:  # first, before SQLAlchemy's own first queries
         event.listen(engine, "connect", set_time_zone_utc, insert=True)
     if engine.dialect.name == "sqlite":
+        event.listen(engine, "begin", functools.partial(begin, write="BEGIN IMMEDIATE"))
         configure_sqlite(engine)
+    else:
+        event.listen(engine, "begin", functools.partial(begin, timeouts=set_local(settings)))
     empty_pool_after_fork(engine)
     return engine
 
@@ -149,25 +154,27 @@ def set_time_zone_utc(dbapi_connection, connection_record):
     dbapi_connection.autocommit = autocommit
 
 
-def begin(connection):
+def begin(connection, write="BEGIN", timeouts=""):
     """Start the transaction the way this connection's request needs it (``access``).
 
     - ``"read"`` (GET, HEAD): no transaction at all. Each statement is atomic on its own, and a
       reading request sees nothing more consistent inside a READ COMMITTED transaction (every
       statement takes a new snapshot there too), so BEGIN and ROLLBACK would be two round trips
       that buy nothing.
-    - ``"write"``: BEGIN, and on SQLite BEGIN IMMEDIATE, which takes the write lock up front
-      (waiting up to the busy timeout): a deferred transaction that reads and then writes fails
-      at once with "database is locked" when another writer got there first.
+    - ``"write"``: BEGIN, and on SQLite BEGIN IMMEDIATE (``write``), which takes the write lock
+      up front (waiting up to the busy timeout): a deferred transaction that reads and then
+      writes fails at once with "database is locked" when another writer got there first.
     - anything else (migrations, tests, pshell): a plain BEGIN.
+
+    A request's transaction (execution option ``timeouts``, see ``dbsession``) also gets the
+    request timeouts, ``SET LOCAL`` in the same message as its BEGIN (``myservice.timeouts``).
     """
-    access = connection.get_execution_options().get("access")
+    options = connection.get_execution_options()
+    access = options.get("access")
     if access == "read":
         return
-    if access == "write" and connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-    else:
-        connection.exec_driver_sql("BEGIN")
+    statement = write if access == "write" else "BEGIN"
+    connection.exec_driver_sql(statement + timeouts if options.get("timeouts") else statement)
 
 
 def configure_sqlite(engine):
@@ -238,16 +245,19 @@ def mark_changed(session):
 def dbsession(request):
     """This request's session, joined to ``request.tm`` (pyramid_tm commits or aborts it).
 
-    It checks out its connection at once, telling ``begin`` whether this request reads or writes.
+    It checks out its connection at once, telling ``begin`` whether this request reads or writes,
+    and that the request timeouts apply (``myservice.timeouts``).
     """
-    return joined_session(request, "write" if request.method in WRITE_METHODS else "read")
+    access = "write" if request.method in WRITE_METHODS else "read"
+    return joined_session(request, access, timeouts=True)
 
 
-def joined_session(request, access=None):
+def joined_session(request, access=None, timeouts=False):
     """A new session joined to ``request.tm``'s transaction (begun already), its connection
-    checked out with ``access`` for ``begin`` (None: a plain BEGIN)."""
+    checked out with ``access`` for ``begin`` (None: a plain BEGIN) and, with ``timeouts``, the
+    request timeouts (pshell's session has none: an operator's query may take its time)."""
     session = request.registry["dbsession_factory"](transaction_manager=request.tm)
-    session.connection(execution_options={"access": access})
+    session.connection(execution_options={"access": access, "timeouts": timeouts})
     return session
 
 

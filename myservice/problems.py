@@ -33,6 +33,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 
+from .timeouts import DatabaseAway, DatabaseTimeout
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -147,8 +149,14 @@ def unexpected_error_view(exc, request):
         return problem(
             503, "the request conflicted with concurrent requests; retry it", {"Retry-After": "1"}
         )
+    if is_database_too_slow(exc):
+        log.error("database too slow: %s", getattr(exc, "orig", exc))
+        return problem(503, "the database did not answer in time", {"Retry-After": "5"})
     if is_database_unavailable(exc):
-        log.error("database unavailable: %s", exc.__class__.__name__, exc_info=exc)
+        if isinstance(getattr(exc, "orig", None), DatabaseAway):  # logged when it timed out
+            log.error("database unavailable: %s", exc.orig)
+        else:
+            log.error("database unavailable: %s", exc.__class__.__name__, exc_info=exc)
         return problem(503, "the database is unavailable", {"Retry-After": "5"})
     log.error("unexpected error", exc_info=exc)
     return problem(500)
@@ -181,6 +189,14 @@ def is_dead_connection(exc, request):
         and exc.statement is not None
         and "tm.active" in request.environ
     )
+
+
+def is_database_too_slow(exc):
+    """A request timeout (``myservice.timeouts``) ended the wait: the client's watchdog cut the
+    connection, or the server cancelled the statement (57014) or its lock wait (55P03). Not
+    replayed: the next attempt would most likely wait as long."""
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(exc, DatabaseTimeout) or sqlstate in ("57014", "55P03")
 
 
 def is_database_unavailable(exc):

@@ -8,4 +8,5 @@ def test_health_is_ok_without_the_database(testapp):
 
 
 def test_ready_checks_the_database(testapp):
-    assert testapp.get("/health/ready").json == {"status": "ok", "database": "ok"}
+    ready = testapp.get("/health/ready").json
+    assert ready == {"status": "ok", "database": "ok", "mode": "read-write"}

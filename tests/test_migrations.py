@@ -36,6 +36,7 @@ TABLES = {
     "feed_counter",
     "idempotency_keys",
     "api_tokens",
+    "service_mode",
 }
 
 

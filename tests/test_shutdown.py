@@ -39,7 +39,12 @@ def start(db_url, token, tmp_path, empty_tables):
     with ExitStack() as servers:
 
         def started(graceful_timeout=GRACEFUL):
-            overrides = {"graceful_timeout": str(graceful_timeout)}
+            overrides = {
+                "graceful_timeout": str(graceful_timeout),
+                # A write may wait on the test's row lock for longer than the shutdown lasts.
+                "myservice.lock_timeout_ms": "0",
+                "myservice.statement_timeout_ms": "60000",
+            }
             return servers.enter_context(running_server(tmp_path, db_url, overrides, token))
 
         yield started

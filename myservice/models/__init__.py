@@ -3,6 +3,7 @@
 from .change import Change, FeedCounter
 from .group import Group, Membership
 from .idempotency import IdempotencyKey
+from .maintenance import ServiceMode
 from .membership import (
     KEY_SHARE,
     GroupFull,
@@ -24,6 +25,7 @@ __all__ = [
     "GroupFull",
     "IdempotencyKey",
     "Membership",
+    "ServiceMode",
     "User",
     "add_member",
     "clashes",

@@ -1,13 +1,21 @@
+import logging
 from typing import Literal
 
 from pydantic import BaseModel
 from pyramid.httpexceptions import HTTPServiceUnavailable
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from ..apidoc import Reply, operation
+from ..maintenance import mode_name
+from ..models.maintenance import read_mode
+from ..timeouts import DatabaseTimeout
+
+log = logging.getLogger(__name__)
+
+#: Seconds /health/ready waits for the database's answer (``myservice.timeouts``).
+READY_TIMEOUT = 1.0
 
 
 class Health(BaseModel):
@@ -16,6 +24,8 @@ class Health(BaseModel):
 
 class Ready(Health):
     database: Literal["ok"] = "ok"
+    #: read-only while maintenance mode is on (``myservice.maintenance``): reads are served.
+    mode: Literal["read-write", "read-only"]
 
 
 @view_config(
@@ -35,11 +45,14 @@ def health(request):
 )
 @operation("The database answers", responses={200: Reply("ready", Ready)})
 def ready(request):
-    """The process can serve: the database answers a query."""
+    """The process can serve: the database answers a query (the maintenance switch's row,
+    read afresh, so it also reports the mode) within ``READY_TIMEOUT``. Read-only is ready
+    (200): reads are served."""
     try:
-        request.dbsession.execute(select(1))
-    except DBAPIError:
+        read_only, _ = read_mode(request.dbsession, client_timeout=READY_TIMEOUT)
+    except (DBAPIError, DatabaseTimeout) as error:
+        log.warning("not ready: %s", getattr(error, "orig", error))
         raise HTTPServiceUnavailable(
             "the database is unavailable", headers={"Retry-After": "5"}
         ) from None
-    return Ready()
+    return Ready(mode=mode_name(request.registry["read_only"].learn(read_only)))

@@ -1,0 +1,153 @@
+"""Maintenance mode: ``myservice-maintenance INI on|off|status`` against the running server, and
+``myservice.read_only`` in the ini file. While on, every write is a 503 problem with
+``Retry-After`` and leaves nothing behind; reads are served; ``/health/ready`` says so.
+
+Both databases: the switch is a row, the console script is run as an operator runs it.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pyramid.paster import get_appsettings
+from sqlalchemy import func, select
+
+import myservice
+from myservice.models import Change, Group, IdempotencyKey, Membership, User
+from myservice.models.maintenance import switch_mode
+from tests.conftest import DEVELOPMENT_INI, new_token, short_lived_engine, with_token
+from tests.realserver import assert_problem, call, unique
+
+MAINTENANCE = Path(sys.executable).with_name("myservice-maintenance")
+
+#: How long a process may take to follow the switch: development.ini's period, plus margin.
+CHECK_SECONDS = float(get_appsettings(str(DEVELOPMENT_INI))["myservice.maintenance_check_seconds"])
+FOLLOW_DEADLINE = CHECK_SECONDS + 3
+
+READY = {"status": "ok", "database": "ok"}
+
+
+@pytest.fixture(autouse=True)
+def switched_off_afterwards(db_url):
+    yield
+    with short_lived_engine(db_url) as engine, engine.begin() as connection:
+        switch_mode(connection, False)
+
+
+def maintenance(db_url, action):
+    """Run the console script as an operator does; its output."""
+    result = subprocess.run(
+        [MAINTENANCE, DEVELOPMENT_INI, action],
+        env={**os.environ, "DATABASE_URL": db_url},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def new_user_body():
+    name = unique("m")
+    return {"username": name, "email": f"{name}@example.org"}
+
+
+def first_reply_with(server, status, what):
+    """POST /users until one answers ``status``; fails after ``FOLLOW_DEADLINE`` seconds."""
+    deadline = time.monotonic() + FOLLOW_DEADLINE
+    while True:
+        reply = call(server, "POST", "/users", new_user_body())
+        if reply.status == status:
+            return reply
+        assert reply.status in (201, 503), reply.body
+        assert time.monotonic() < deadline, f"{what}: still {reply.status} after the deadline"
+        time.sleep(0.05)
+
+
+def stored_state(db_url, user_id, group_id):
+    """Everything a write could change: row counts, and the versions of the user and group."""
+    with short_lived_engine(db_url) as engine, engine.connect() as connection:
+        counts = {
+            model.__tablename__: connection.scalar(select(func.count()).select_from(model))
+            for model in (User, Group, Membership, Change, IdempotencyKey)
+        }
+        user = connection.execute(select(User.version).where(User.id == user_id)).scalar()
+        group = connection.execute(select(Group.version).where(Group.id == group_id)).scalar()
+    return {**counts, "user version": user, "group version": group}
+
+
+def writes(user_id, group_id, other_id):
+    """One of each write of the API: (method, path, body, headers)."""
+    return [
+        ("POST", "/users", new_user_body(), {}),
+        ("POST", "/users", new_user_body(), {"Idempotency-Key": unique("key")}),
+        ("POST", "/users/bulk", {"users": [new_user_body()]}, {}),
+        ("PATCH", f"/users/{user_id}", {"full_name": "changed"}, {}),
+        ("DELETE", f"/users/{user_id}", None, {}),
+        ("POST", "/groups", {"name": unique("g")}, {}),
+        ("PATCH", f"/groups/{group_id}", {"description": "changed"}, {}),
+        ("DELETE", f"/groups/{group_id}", None, {}),
+        ("PUT", f"/groups/{group_id}/members/{other_id}", None, {}),
+        ("DELETE", f"/groups/{group_id}/members/{user_id}", None, {}),
+    ]
+
+
+def test_the_switch_refuses_every_write_within_seconds_serves_reads_and_turns_back(server, db_url):
+    user, other = (call(server, "POST", "/users", new_user_body()).json() for _ in range(2))
+    group = call(server, "POST", "/groups", {"name": unique("g")}).json()
+    assert call(server, "PUT", f"/groups/{group['id']}/members/{user['id']}").status == 201
+    group = call(server, "GET", f"/groups/{group['id']}").json()
+
+    switched_on = maintenance(db_url, "on")
+    assert switched_on.startswith("read-only since "), switched_on
+    assert maintenance(db_url, "status").splitlines()[0] == switched_on.splitlines()[0]
+    refused = first_reply_with(server, 503, "writes after the switch was turned on")
+    assert "read-only" in assert_problem(refused, 503)["detail"]
+
+    before = stored_state(db_url, user["id"], group["id"])
+    for method, path, body, headers in writes(user["id"], group["id"], other["id"]):
+        reply = call(server, method, path, body, headers)
+        problem = assert_problem(reply, 503)
+        assert int(reply.headers["Retry-After"]) > 0, f"{method} {path}"
+        assert "read-only" in problem["detail"], f"{method} {path}"
+    assert stored_state(db_url, user["id"], group["id"]) == before  # nothing, not even a key
+
+    assert call(server, "GET", f"/users/{user['id']}").json() == user
+    assert call(server, "GET", f"/groups/{group['id']}").json() == group
+    members = call(server, "GET", f"/groups/{group['id']}/members").json()["items"]
+    assert [member["id"] for member in members] == [user["id"]]
+    assert call(server, "GET", "/changes").status == 200
+    assert call(server, "GET", "/health/ready").json() == {**READY, "mode": "read-only"}
+
+    switched_off = maintenance(db_url, "off")
+    assert switched_off.startswith("read-write since "), switched_off
+    assert first_reply_with(server, 201, "writes after the switch was turned off")
+    assert call(server, "GET", "/health/ready").json() == {**READY, "mode": "read-write"}
+
+
+def test_switching_to_the_mode_in_force_changes_nothing(db_url):
+    first = maintenance(db_url, "on").splitlines()[0]
+    assert maintenance(db_url, "on").splitlines()[0] == first  # the same "since"
+    assert maintenance(db_url, "off").startswith("read-write since ")
+
+
+def test_read_only_in_the_ini_refuses_writes_from_startup_and_serves_reads(app_settings):
+    app = myservice.main({}, **{**app_settings, "myservice.read_only": "true"})
+    token = new_token(app_settings["sqlalchemy.url"], unique("read-only"), ["read", "write"])
+    client = with_token(app, token)
+    try:
+        body = new_user_body()
+        refused = client.post_json("/users", body, status=503)
+        assert refused.content_type == "application/problem+json"
+        assert int(refused.headers["Retry-After"]) > 0
+        assert "read-only" in refused.json["detail"]
+        assert client.get("/users", {"username": body["username"]}).json["items"] == []
+        assert client.get("/health/ready").json == {**READY, "mode": "read-only"}
+        # Requests that write nothing are answered as ever: an unknown URL, a bad method.
+        client.post_json("/nowhere", body, status=404)
+        client.post_json("/health", body, status=405)
+    finally:
+        app.registry["dbsession_factory"].kw["bind"].dispose()

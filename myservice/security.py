@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from pyramid.security import Allowed, Denied
 
+from .db import WRITE_METHODS
 from .models.meta import utcnow
-from .models.token import PREFIX, find_by_secret, note_use
+from .models.token import PREFIX, find_by_secret, is_stale, note_use, note_use_if_free
 from .problems import http_exception_view, problem
 
 #: The WSGI environ key of a request's token name, once its token was accepted (for logs).
@@ -65,7 +66,9 @@ def authentication(request):
         return Refusal("invalid_token", "the token has been revoked")
     if row.expires_at is not None and row.expires_at <= now:
         return Refusal("invalid_token", "the token has expired")
-    note_use(request.dbsession, row, now)
+    if is_stale(row, now):
+        note = note_use if request.method in WRITE_METHODS else note_use_if_free
+        note(request.dbsession, row, now)
     request.environ[TOKEN_NAME] = row.name
     return Token(row.id, row.name, frozenset(row.scopes))
 

@@ -6,14 +6,18 @@ hash is enough; a slow password hash would cost every request and buy nothing.
 """
 
 import hashlib
+import logging
 import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import JSON, Boolean, String, bindparam, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..db import mark_changed
+from ..db import SQLITE_BUSY_TIMEOUT_MS, mark_changed
 from .meta import Base, BigId, UTCDateTime, utcnow
+
+log = logging.getLogger(__name__)
 
 #: What a scope lets a token do: ``read`` every GET, ``write`` every change, ``metrics`` scrape.
 SCOPES = ("read", "write", "metrics")
@@ -88,18 +92,36 @@ def find_by_secret(session, secret: str):
     return session.connection().execute(_BY_HASH, {"secret_sha256": sha256(secret)}).first()
 
 
-def note_use(session, token, now: datetime):
-    """Write ``last_used_at`` when the last write is older than ``LAST_USED_RESOLUTION``.
+def is_stale(token, now: datetime) -> bool:
+    """Whether ``token``'s use is to be noted: ``last_used_at`` older than the resolution."""
+    return token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION
 
-    A reading request has no transaction (``db.begin``): the UPDATE commits by itself. A
-    writing one's commits with it, or is undone with it.
-    """
-    if token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION:
-        session.execute(
-            _NOTE_USE.values(last_used_at=now),
-            {"token_id": token.id, "stale_before": now - LAST_USED_RESOLUTION},
-        )
-        mark_changed(session)
+
+def note_use(session, token, now: datetime):
+    """Write ``last_used_at`` in the request's transaction: it commits, or is undone, with it."""
+    session.execute(
+        _NOTE_USE.values(last_used_at=now),
+        {"token_id": token.id, "stale_before": now - LAST_USED_RESOLUTION},
+    )
+    mark_changed(session)
+
+
+def note_use_if_free(session, token, now: datetime):
+    """``note_use`` for a reading request, which has no transaction (``db.begin``): the UPDATE
+    commits by itself, or is skipped. A read never waits for it nor fails by it: a database
+    that refuses writes (a hot standby) or whose write lock a writer holds (SQLite; on
+    PostgreSQL, ``SKIP LOCKED``) leaves the old value, to be noted by a later request."""
+    connection = session.connection()
+    on_sqlite = connection.dialect.name == "sqlite"
+    try:
+        if on_sqlite:
+            connection.exec_driver_sql("PRAGMA busy_timeout = 0")
+        note_use(session, token, now)
+    except DBAPIError as error:
+        log.info("the use of token %r was not noted: %s", token.name, type(error.orig).__name__)
+    finally:
+        if on_sqlite:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def create_token(connection, name: str, scopes, expires_at: datetime | None = None) -> str:

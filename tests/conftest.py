@@ -91,9 +91,16 @@ def new_token(url, name, scopes, expires_at=None):
         return create_token(connection, name, scopes, expires_at)
 
 
+def bearer(secret):
+    """The ``Authorization`` header that presents the token ``secret``."""
+    return {"Authorization": f"Bearer {secret}"}
+
+
 def with_token(app, secret):
     """A WebTest client of ``app`` whose requests carry the token ``secret``."""
-    return webtest.TestApp(app, extra_environ={"HTTP_AUTHORIZATION": f"Bearer {secret}"})
+    return webtest.TestApp(
+        app, extra_environ={"HTTP_AUTHORIZATION": bearer(secret)["Authorization"]}
+    )
 
 
 @pytest.fixture(scope="session")

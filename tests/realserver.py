@@ -22,7 +22,7 @@ import pytest
 
 from bench.server import BenchError, free_port, venv_command, write_ini
 from bench.server import running_server as bench_server
-from tests.conftest import DEVELOPMENT_INI, ROOT
+from tests.conftest import DEVELOPMENT_INI, ROOT, bearer
 
 PRODUCTION_INI = ROOT / "production.ini"
 
@@ -137,7 +137,7 @@ class Reply:
 def call(server, method, path, body=None, headers=(), timeout=CLIENT_TIMEOUT):
     """One request on a new connection, with the server's token unless ``headers`` name an
     ``Authorization`` (None: none at all); ``body`` is sent as JSON (bytes: as they are)."""
-    headers = {"Authorization": f"Bearer {server.token}", **dict(headers)}
+    headers = {**bearer(server.token), **dict(headers)}
     if headers["Authorization"] is None:
         del headers["Authorization"]
     if body is not None:

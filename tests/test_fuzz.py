@@ -21,7 +21,7 @@ from schemathesis.core.parameters import ParameterLocation
 
 import myservice
 from myservice.pagination import cursor_serializer
-from tests.conftest import DEVELOPMENT_INI, rolled_back
+from tests.conftest import DEVELOPMENT_INI, bearer, rolled_back
 
 #: Examples per operation and phase; the stateful test runs as many scenarios.
 EXAMPLES = 25
@@ -85,7 +85,7 @@ schema = load_schema()
 @pytest.fixture(scope="session")  # hypothesis refuses function-scoped fixtures
 def auth_headers(token):
     """A Bearer token with the read and write scopes, committed before any example runs."""
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(token)
 
 
 def authenticated(case, auth_headers):

@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from bench.bare_app import pattern
-from tests.conftest import delete_all_rows
+from tests.conftest import bearer, delete_all_rows
 from tests.realserver import (
     CLIENT_TIMEOUT,
     CONTINUE,
@@ -318,8 +318,7 @@ def requests_on_one_connection(server, requests):
         sock = connection.sock
         replies = []
         for method, path, headers in requests:
-            token = {"Authorization": f"Bearer {server.token}"}
-            connection.request(method, path, headers={**token, **headers})
+            connection.request(method, path, headers={**bearer(server.token), **headers})
             response = connection.getresponse()
             replies.append(Reply(response.status, response.headers, response.read()))
         assert connection.sock is sock, "the server closed the keep-alive connection"

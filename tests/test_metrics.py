@@ -20,7 +20,7 @@ from sqlalchemy import insert
 
 import myservice
 from myservice.models import User
-from tests.conftest import new_token, short_lived_engine, with_token
+from tests.conftest import bearer, new_token, short_lived_engine, with_token
 from tests.realserver import UNKNOWN_TOKEN, call, running_server, unique
 from tests.test_access_log import views_app, views_client  # noqa: F401 (fixtures)
 from tests.test_users import assert_problem
@@ -188,10 +188,6 @@ def test_in_token_mode_a_token_with_the_metrics_scope_decides_whatever_the_addre
     assert_problem(client.get("/metrics", headers=bearer(reader), status=403), 403)
     reply = client.get("/metrics", headers=bearer(scraper))
     assert REQUESTS in Scrape(reply.text).names()
-
-
-def bearer(secret):
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def test_an_unknown_access_mode_stops_the_app_from_starting(app_settings):

@@ -18,7 +18,14 @@ from sqlalchemy import event, select, update
 
 from myservice.models.meta import utcnow
 from myservice.models.token import LAST_USED_RESOLUTION, TOKENS, revoke_token
-from tests.conftest import ROOT, app_with_views, new_token, short_lived_engine, with_token
+from tests.conftest import (
+    ROOT,
+    app_with_views,
+    bearer,
+    new_token,
+    short_lived_engine,
+    with_token,
+)
 from tests.realserver import call
 from tests.test_openapi import served_operations
 from tests.test_users import ADA, assert_problem, create
@@ -32,10 +39,6 @@ PUBLIC = {
     ("/metrics", "get"),
 }
 CHALLENGE = 'Bearer realm="myservice"'
-
-
-def bearer(secret):
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def named(prefix):

@@ -172,6 +172,18 @@ def test_every_operation_but_the_public_ones_needs_a_token(app, anonymous):
         assert response.status_code == 401, (method, path)
 
 
+def test_every_get_needs_the_read_scope_and_every_change_the_write_scope(
+    app, read_only, write_only, testapp
+):
+    for path, method in sorted(served_operations(app) - PUBLIC):
+        url = path.replace("{id}", "1").replace("{user_id}", "1")
+        lacking = write_only if method == "get" else read_only
+        response = testapp.request(
+            url, method=method.upper(), headers=bearer(lacking), expect_errors=True
+        )
+        assert response.status_code == 403, (method, path)
+
+
 @pytest.mark.parametrize(("path", "method"), sorted(PUBLIC))
 def test_health_readiness_the_openapi_document_and_its_page_are_public(anonymous, path, method):
     anonymous.get(path, extra_environ={"REMOTE_ADDR": "127.0.0.1"}, status=200)

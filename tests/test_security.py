@@ -16,8 +16,8 @@ import pytest
 import webtest
 from sqlalchemy import event, select, update
 
-from myservice.models.meta import utcnow
-from myservice.models.token import LAST_USED_RESOLUTION, TOKENS, revoke_token
+from myservice.data.models.meta import utcnow
+from myservice.data.models.token import LAST_USED_RESOLUTION, TOKENS, revoke_token
 from tests.conftest import (
     ROOT,
     app_with_views,

@@ -361,6 +361,32 @@ def test_an_id_no_row_can_have_is_404_on_every_route_and_stores_nothing(
     assert_refused_and_nothing_stored(testapp, database, existing, endpoint, body, 404)
 
 
+#: Digits of other scripts, which a pattern's ``\\d`` and ``int()`` would both read as 0-9.
+OTHER_DIGITS = {
+    "fullwidth": "\uff10",  # U+FF10 FULLWIDTH DIGIT ZERO
+    "arabic-indic": "\u0660",  # U+0660 ARABIC-INDIC DIGIT ZERO
+    "devanagari": "\u0966",  # U+0966 DEVANAGARI DIGIT ZERO
+}
+
+
+def in_other_digits(number, zero):
+    """``number`` written in the digits that start at ``zero``, percent-encoded as UTF-8."""
+    return quote("".join(chr(ord(zero) + int(digit)) for digit in str(number)))
+
+
+@pytest.mark.parametrize("route", ID_ROUTES)
+@pytest.mark.parametrize("zero", OTHER_DIGITS.values(), ids=OTHER_DIGITS.keys())
+def test_an_existing_id_in_other_unicode_digits_is_404_on_every_route_and_stores_nothing(
+    testapp, database, existing, route, zero
+):
+    """One resource, one URL: ids are ASCII digits. The id written in another script's digits
+    names the very row that exists (the other id in the URL is real too), and is still 404."""
+    body = b"{}" if route.startswith("PATCH") else b""
+    row_id = existing["group"] if "/groups/{id}" in route else existing["user"]
+    endpoint = route.replace("{id}", in_other_digits(row_id, zero))
+    assert_refused_and_nothing_stored(testapp, database, existing, endpoint, body, 404)
+
+
 @pytest.mark.parametrize("endpoint", ["POST /users", "POST /users/bulk", "POST /groups"])
 @pytest.mark.parametrize("key", ["k\x00ey", "k\r\nSet-Cookie: a=b", "k\xffey"])
 def test_a_nul_crlf_or_non_ascii_idempotency_key_is_400_and_stores_nothing(

@@ -14,6 +14,7 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.static import static_view
 
 import myservice
+from myservice.api.routes import ID
 from tests.test_groups import GROUP_FIELDS
 from tests.test_users import USER_FIELDS
 
@@ -31,7 +32,7 @@ def served_views(app):
     introspector = app.registry.introspector
     for route in introspector.get_category("routes"):
         pattern = route["introspectable"]["pattern"]
-        path = re.sub(r"\{(\w+):\\d\{1,19\}\}", r"{\1}", pattern)
+        path = re.sub(r"\{(\w+):" + re.escape(ID) + r"\}", r"{\1}", pattern)
         for related in route["related"]:
             if related.category_name == "views" and related["request_methods"]:
                 if isinstance(related["callable"], static_view):

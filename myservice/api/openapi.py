@@ -5,7 +5,7 @@ a summary, its query and body models, the request headers it reads, its response
 headers, links) and the problems only it answers. When the configuration is committed the
 document is built by walking Pyramid's introspector, which knows the rest:
 
-- the path and its parameters, from the route's pattern (``{id:\\d{1,19}}`` is an id);
+- the path and its parameters, from the route's pattern (``{id:[0-9]{1,19}}`` is an id);
 - the method, from the view's ``request_method``;
 - the security, from the view's permission (or the registry's default permission);
 - the problems every operation of a kind shares: 400 for a bad query parameter, 400/413/415/422

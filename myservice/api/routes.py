@@ -1,7 +1,9 @@
 """The URLs of the resources; their views live in ``myservice.api.views``. (``/changes`` and
 ``/openapi.json`` are routed by their own includes, beside their views.)"""
 
-ID = r"\d{1,19}"
+#: An id in a URL: ASCII digits only. ``\d`` would match any script's digits (U+FF11, U+0661),
+#: and ``int()`` reads those too, so one row would have many URLs.
+ID = r"[0-9]{1,19}"
 
 
 def includeme(config):

@@ -258,6 +258,43 @@ def test_content_length_with_transfer_encoding_is_refused_and_the_connection_clo
     assert call(server, "GET", f"/users?username={username}").json()["items"] == []
 
 
+@pytest.mark.parametrize("coding", ["chunked", "identity", "gzip, chunked"])
+def test_an_http_1_0_request_with_transfer_encoding_is_refused_and_the_connection_closed(
+    server, coding
+):
+    """RFC 9112 (section 6.1): a Transfer-Encoding in an HTTP/1.0 request is faulty framing.
+    waitress ignores it on 1.0 and answers the head as a bodiless request on a kept-alive
+    connection; what a proxy sent as its chunked body would then be read as the next request."""
+    body = user_body(64)
+    smuggled = head("DELETE", "/users/1", authorization(server))
+    request = head(
+        "POST",
+        "/users",
+        authorization(server),
+        "Content-Type: application/json",
+        f"Transfer-Encoding: {coding}",
+        "Connection: keep-alive",
+    ).replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    chunks = b"%x\r\n%b\r\n%x\r\n%b\r\n0\r\n\r\n" % (
+        len(body),
+        body,
+        len(smuggled),
+        smuggled,
+    )
+    with connect(server) as sock:
+        sock.sendall(request + chunks)
+
+        status, headers, reply = read_reply(sock, "POST")
+
+        problem = assert_server_problem(status, headers, reply, 400)
+        assert problem["detail"] == (
+            "the request is malformed: a Transfer-Encoding in an HTTP/1.0 request"
+        )
+        assert_closed(sock)  # and nothing after the head was read as another request
+    username = json.loads(body)["username"]
+    assert call(server, "GET", f"/users?username={username}").json()["items"] == []
+
+
 def test_an_app_failing_before_its_response_gets_a_500_problem_document(bare):
     reply = call(bare, "GET", "/broken")
 

@@ -7,7 +7,8 @@ waitress 3.0.2 this runner:
 - refuses a body over the app's ``myservice.max_body_bytes`` while it arrives, before the app
   sees it (``max_request_body_size``), and never invites such a body with 100 Continue
   (``Parser``);
-- refuses a request framed by both Content-Length and Transfer-Encoding (``Parser``);
+- refuses a request framed by both Content-Length and Transfer-Encoding, and an HTTP/1.0
+  request with a Transfer-Encoding (``Parser``);
 - answers everything it refuses itself with an RFC 9457 problem document that carries an
   X-Request-ID (``ProblemTask``);
 - keeps the connection open after a 204 or a 304 (``KeepAliveTask``);
@@ -128,6 +129,16 @@ class Parser(HTTPRequestParser):
             self.chunked or "TRANSFER_ENCODING" in self.headers
         ):
             raise ParsingError("both Content-Length and Transfer-Encoding")
+        refuse_transfer_encoding_in_http_1_0(self)
+
+
+def refuse_transfer_encoding_in_http_1_0(request):
+    """HTTP/1.0 has no Transfer-Encoding, and waitress ignores one there: it would answer the
+    head as a bodiless request and read what a proxy sent as its body as the next request. RFC
+    9112 (section 6.1) says such framing is faulty and the connection is closed after it: the
+    400 does both."""
+    if request.version == "1.0" and "TRANSFER_ENCODING" in request.headers:
+        raise ParsingError("a Transfer-Encoding in an HTTP/1.0 request")
 
 
 class Channel(HTTPChannel):

@@ -17,7 +17,7 @@ import webtest
 from sqlalchemy import event, select, update
 
 from myservice.data.models.meta import utcnow
-from myservice.data.models.token import LAST_USED_RESOLUTION, TOKENS, revoke_token
+from myservice.data.models.token import LAST_USED_RESOLUTION, TOKENS, note_use, revoke_token
 from tests.conftest import (
     ROOT,
     app_with_views,
@@ -419,3 +419,38 @@ def test_a_read_never_waits_to_note_its_tokens_use(server, db_url):
     with short_lived_engine(db_url) as engine, engine.connect() as connection:
         noted = connection.scalar(select(TOKENS.c.last_used_at).where(TOKENS.c.name == name))
     assert noted is None  # skipped: a later request notes it
+
+
+@contextmanager
+def use_being_noted(db_url, name):
+    """Another request's transaction, noting the token ``name``'s use and still open until the
+    block ends (on PostgreSQL: holding what ``note_use`` locks on the token's row)."""
+    with short_lived_engine(db_url) as engine, engine.connect() as connection:
+        connection.exec_driver_sql("BEGIN")
+        token = connection.execute(select(TOKENS.c.id).where(TOKENS.c.name == name)).one()
+        note_use(connection, token, utcnow())
+        try:
+            yield
+        finally:
+            connection.exec_driver_sql("ROLLBACK")
+
+
+def test_a_write_stores_its_idempotency_key_while_its_tokens_use_is_being_noted(
+    server, db_url, is_postgres
+):
+    """Two transactions of one token: the first notes the token's use and has not committed;
+    the second stores an Idempotency-Key, whose foreign-key check takes FOR KEY SHARE on the
+    token's row. A use note that locked the row FOR UPDATE made the second wait until
+    lock_timeout and answer 503; FOR NO KEY UPDATE does not conflict with a key check."""
+    if not is_postgres:
+        pytest.skip("SQLite has no row locks: its writers take turns (BEGIN IMMEDIATE)")
+    name = named("noting")
+    secret = new_token(db_url, name, ["read", "write"])
+    body = {"username": named("keyed"), "email": f"{named('keyed')}@example.org"}
+
+    with use_being_noted(db_url, name):
+        reply = call(
+            server, "POST", "/users", body, headers={**bearer(secret), "Idempotency-Key": "k1"}
+        )
+
+    assert reply.status == 201, reply.body

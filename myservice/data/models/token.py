@@ -58,7 +58,11 @@ _BY_HASH = select(
 ).where(TOKENS.c.secret_sha256 == bindparam("secret_sha256"))
 
 #: Note the use; the row lock is never waited for (``SKIP LOCKED``): when a concurrent request
-#: of the same token holds it, that request is noting the use already.
+#: of the same token holds it, that request is noting the use already. The lock is PostgreSQL's
+#: ``FOR NO KEY UPDATE`` (the one an UPDATE of a non-key column takes anyway), not ``FOR UPDATE``:
+#: a foreign-key check on the token's id (another write of the token storing its
+#: Idempotency-Key) takes ``FOR KEY SHARE``, which ``FOR UPDATE`` would make wait until this
+#: transaction ends, or until ``lock_timeout`` and a 503.
 _NOTE_USE = TOKENS.update().where(
     TOKENS.c.id.in_(
         select(TOKENS.c.id)
@@ -69,7 +73,7 @@ _NOTE_USE = TOKENS.update().where(
                 TOKENS.c.last_used_at < bindparam("stale_before"),
             )
         )
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     )
 )
 

@@ -8,7 +8,7 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.paster import get_appsettings
 
 import myservice
-from tests.conftest import ROOT
+from tests.conftest import ROOT, bearer, new_token
 from tests.realserver import call, running_production_server, unique
 
 
@@ -141,3 +141,20 @@ def test_the_benchmarks_stock_waitress_takes_production_server_options():
 
     assert server.pop("use") == "egg:waitress#main"
     Adjustments(**server)  # raises ValueError on an option stock waitress does not know
+
+
+def test_production_serves_metrics_only_to_a_token_with_the_metrics_scope_even_from_localhost(
+    db_url, token, tmp_path
+):
+    """Behind a proxy on the same host every client comes from 127.0.0.1: "localhost" access
+    would serve the metrics to anyone the proxy lets in. production.ini asks for a token."""
+    scraper = new_token(db_url, unique("scraper"), ["metrics"])
+    with running_production_server(tmp_path, db_url, token=token) as server:  # from 127.0.0.1
+        anonymous = call(server, "GET", "/metrics", headers={"Authorization": None})
+        reader = call(server, "GET", "/metrics")  # read and write, not metrics
+        scraped = call(server, "GET", "/metrics", headers=bearer(scraper))
+
+    assert anonymous.status == 401, anonymous.body
+    assert reader.status == 403, reader.body
+    assert scraped.status == 200, scraped.body
+    assert b"myservice_requests_total" in scraped.body

@@ -248,3 +248,13 @@ def test_two_processes_sharing_a_multiprocess_dir_report_one_sum(
                 holding.rollback()
                 assert waiting.result(timeout=DEADLINE).status == 201
         wait_for(first, lambda metrics: metrics(CHECKED_OUT) == 0)
+
+
+def test_without_the_setting_metrics_need_a_token_even_from_localhost(app_settings, db_url):
+    """An ini without myservice.metrics_access fails closed, as production.ini asks."""
+    settings = {k: v for k, v in app_settings.items() if k != "myservice.metrics_access"}
+    client = webtest.TestApp(myservice.main({}, **settings), extra_environ=LOCAL)
+    scraper = new_token(db_url, unique("scraper"), ["metrics"])
+
+    assert_problem(client.get("/metrics", status=401), 401)
+    assert REQUESTS in Scrape(client.get("/metrics", headers=bearer(scraper)).text).names()

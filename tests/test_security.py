@@ -30,7 +30,8 @@ from tests.realserver import call
 from tests.test_openapi import served_operations
 from tests.test_users import ADA, assert_problem, create
 
-#: /metrics is public to its own host in its default mode (tests/test_metrics.py: who may scrape).
+#: /metrics is public to its own host in development.ini's mode (tests/test_metrics.py: who may
+#: scrape; production.ini asks for a token, tests/test_deployment.py).
 PUBLIC = {
     ("/health", "get"),
     ("/health/ready", "get"),

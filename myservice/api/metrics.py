@@ -19,9 +19,11 @@ scrape of any process adds up all of them; the checked-out gauge then sums live 
 worker exits. In one process the gauge is read from the pool at scrape time, costing nothing
 per request; with several it follows the pool's checkout and checkin events.
 
-Who may read it: ``myservice.metrics_access = localhost`` (the default) serves only clients
-whose address is a loopback one and answers anyone else 403; ``token`` leaves it to the
-security policy: the view needs the permission ``metrics``.
+Who may read it: ``myservice.metrics_access = token`` (the default, and production.ini's) leaves
+it to the security policy: the view needs the permission ``metrics``, a token's scope.
+``localhost`` (development.ini's) serves only clients whose address is a loopback one and
+answers anyone else 403; behind a proxy on the same host every client looks local, so it fails
+open there, and is not the default.
 """
 
 import os
@@ -186,8 +188,8 @@ def attempt_tween_factory(handler, registry):
 
 @operation(
     "Prometheus metrics: requests, latency, retries, aborts, database errors, the pool",
-    description="myservice.metrics_access = localhost (the default) serves them to this host "
-    "only, without a token; = token asks for a token with the scope metrics.",
+    description="myservice.metrics_access = token (the default) asks for a token with the "
+    "scope metrics; = localhost serves them to this host only, without a token.",
     responses={
         200: Reply("the text exposition format", schema={"type": "string"}, media="text/plain")
     },
@@ -207,7 +209,7 @@ def metrics_view(request):
 
 def includeme(config):
     settings = config.get_settings()
-    access = settings.setdefault(ACCESS_SETTING, "localhost")
+    access = settings.setdefault(ACCESS_SETTING, "token")  # fail closed
     if access not in ACCESS_MODES:
         raise ConfigurationError(f"{ACCESS_SETTING} must be one of {', '.join(ACCESS_MODES)}")
     disable_created_metrics()  # no *_created series: a scrape shows what is counted, nothing else

@@ -14,6 +14,7 @@ import uuid
 from datetime import datetime
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.orm.exc import StaleDataError
 
 from myservice.edge.requestid import JsonLogFormatter
@@ -36,11 +37,23 @@ def log_from_the_view(request):
     return {"ok": True}
 
 
+#: Personal data that a failing statement was given: no log line may show it.
+SECRET_EMAIL = "renee.secret@example.org"
+
+
+def fail_a_statement_with_personal_data(request):
+    """A bug: a statement that fails after it was sent, with an email bound to it."""
+    request.dbsession.execute(
+        text("SELECT id FROM no_such_table WHERE email = :email"), {"email": SECRET_EMAIL}
+    )
+
+
 #: Views that only these tests (and tests/test_metrics.py) need.
 TEST_VIEWS = {
     "/test/conflict-once": conflict_on_the_first_attempt,
     "/test/conflict-always": conflict_on_every_attempt,
     "/test/log": log_from_the_view,
+    "/test/failing-statement": fail_a_statement_with_personal_data,
 }
 
 
@@ -153,6 +166,25 @@ def test_application_log_lines_carry_the_request_id_in_json(views_client, json_l
     assert line["request_id"] == "json-app-line"
     assert line["level"] == "WARNING"
     assert line["message"] == "something the view noticed"
+
+
+def test_the_access_line_keeps_paging_parameters_and_hides_every_other_value(testapp, json_log):
+    testapp.get(
+        "/users?email=ada%40example.org&username=ada&name&limit=1",
+        headers={"X-Request-ID": "json-line-redacted"},
+    )
+
+    [line] = access_lines(json_log(), "json-line-redacted")
+    assert line["message"].startswith("GET /users?email=***&username=***&name&limit=1 200 ")
+    assert "ada" not in json.dumps(line)
+
+
+def test_a_failing_statement_is_logged_without_its_parameters(views_client, log_lines):
+    views_client.get("/test/failing-statement", status=(500, 503))
+
+    logged = "\n".join(log_lines)
+    assert "no_such_table" in logged  # the statement and its traceback are logged ...
+    assert SECRET_EMAIL not in logged  # ... but not what was bound to it
 
 
 def test_a_real_server_logging_json_writes_one_access_line_per_request(db_url, token, tmp_path):

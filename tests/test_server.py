@@ -121,6 +121,20 @@ def test_the_access_log_line_of_a_request_carries_the_request_id_generated_for_i
     assert [line for line in log if invalid in line] == []
 
 
+def test_the_access_log_shows_no_filter_value_only_the_paging_parameters(server):
+    """A filter's value is personal data (an email, a username): the log keeps its name only."""
+    user = new_user(server)
+    request_id = f"log-{uuid.uuid4().hex}"
+    query = f"email={user['email']}&username={user['username']}&limit=1"
+
+    reply = call(server, "GET", f"/users?{query}", headers={"X-Request-ID": request_id})
+
+    assert [item["id"] for item in reply.json()["items"]] == [user["id"]]
+    [line] = [line for line in server.log_lines() if request_id in line]
+    assert " GET /users?email=***&username=***&limit=1 200 " in line
+    assert user["username"] not in "\n".join(server.log_lines())
+
+
 # -- concurrency ------------------------------------------------------------------------------
 
 

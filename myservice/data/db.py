@@ -75,6 +75,9 @@ def make_engine(settings):
         options["connect_args"] = postgres_connect_args(url, pgbouncer)
     if "sqlalchemy.pool_pre_ping" in settings:  # engine_from_config leaves "false" a string
         options["pool_pre_ping"] = asbool(settings["sqlalchemy.pool_pre_ping"])
+    # An error's message (and so its log line) shows its statement, never the values bound to
+    # it: those are emails and names. ``sqlalchemy.hide_parameters = false`` shows them.
+    options["hide_parameters"] = asbool(settings.get("sqlalchemy.hide_parameters", True))
     engine = engine_from_config(
         {**settings, "sqlalchemy.url": url}, prefix="sqlalchemy.", **options
     )

@@ -9,7 +9,8 @@ What only a request object knows (the matched route, how many attempts ran) is l
 environ by a tween (``note_attempt``).
 
 The line goes to the ``myservice.access`` logger at INFO. Its message reads
-``GET /users/7 200 1.3ms route=user retries=0`` in plain text; the JSON formatter
+``GET /users/7 200 1.3ms route=user retries=0`` in plain text (a query shows the values of
+its paging parameters only: ``GET /users?email=***&limit=2``); the JSON formatter
 (``myservice.edge.requestid.JsonLogFormatter``) adds the same facts as fields: ``request_id``,
 ``method``, ``path``, ``route``, ``status``, ``duration_ms``, ``retries`` and ``token``, the
 name of the request's token when the security policy left one in the environ (``TOKEN_KEY``;
@@ -20,7 +21,7 @@ this module never looks a token up). The same record (``Served``) goes to every 
 import logging
 import time
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, unquote_plus
 
 from pyramid.interfaces import IExecutionPolicy
 from pyramid.router import default_execution_policy
@@ -38,6 +39,11 @@ ATTEMPTS_KEY = "myservice.attempts"
 
 #: What WebOb leaves unquoted in a path (``webob.request.PATH_SAFE``).
 PATH_SAFE = "/~!$&'()*+,;=:@"
+
+#: Query parameters whose values the access line shows: paging, never personal data. Every
+#: other value (``?email=``, ``?username=``, ``?name=``) is shown as ``REDACTED``.
+LOGGED_PARAMETERS = frozenset({"limit", "after", "cursor"})
+REDACTED = "***"
 
 #: After every ``set_execution_policy`` (pyramid_retry's runs at the default order, 0).
 AFTER_EXECUTION_POLICY = 1
@@ -93,7 +99,18 @@ def path_qs(environ):
         environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""), PATH_SAFE, "latin-1"
     )
     query = environ.get("QUERY_STRING")
-    return f"{path}?{quote(query, PATH_SAFE + '%?', 'latin-1')}" if query else path
+    return f"{path}?{quote(redacted(query), PATH_SAFE + '%?', 'latin-1')}" if query else path
+
+
+def redacted(query):
+    """``query`` with the value of each parameter but ``LOGGED_PARAMETERS`` replaced by
+    ``REDACTED``: a filter's value is an email or a name, which has no place in a log."""
+    parts = []
+    for part in query.split("&"):
+        name, equals, _ = part.partition("=")
+        shown = not equals or unquote_plus(name, "latin-1") in LOGGED_PARAMETERS
+        parts.append(part if shown else f"{name}={REDACTED}")
+    return "&".join(parts)
 
 
 def log_access(served):

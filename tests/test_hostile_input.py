@@ -200,10 +200,28 @@ def test_a_body_not_in_utf8_or_of_10_mb_is_refused_and_stores_nothing(
     assert_refused_and_nothing_stored(testapp, database, existing, endpoint, body, status)
 
 
+#: Fractions a float cannot tell from an integer: 5000 digits after the point, a fraction far
+#: below a float's smallest, a digit past a float's precision. Read as floats, they were 0 and 1.
+UNDER_A_FLOATS_PRECISION = {
+    "5000-digit-fraction": b"0." + b"0" * 4998 + b"1",
+    "1e-99999": b"1e-99999",
+    "1.00000000000000000001": b"1.00000000000000000001",
+}
+
+
 @pytest.mark.parametrize("endpoint", ["POST /groups", "PATCH /groups/{group}"])
 @pytest.mark.parametrize(
     "value",
-    [b"5.5", b"2.5e0", b"1e400", str(2**63).encode(), str(-(2**63) - 1).encode(), b"9" * 4000],
+    [
+        b"5.5",
+        b"2.5e0",
+        b"1e400",
+        b"1e99999999",
+        str(2**63).encode(),
+        str(-(2**63) - 1).encode(),
+        b"9" * 4000,
+        *(pytest.param(value, id=name) for name, value in UNDER_A_FLOATS_PRECISION.items()),
+    ],
 )
 def test_a_fraction_or_a_huge_number_for_max_members_is_422_and_stores_nothing(
     testapp, database, existing, endpoint, value
@@ -211,6 +229,49 @@ def test_a_fraction_or_a_huge_number_for_max_members_is_422_and_stores_nothing(
     body = b'{"name": "mallory", "max_members": %b}' % value
     problem = assert_refused_and_nothing_stored(testapp, database, existing, endpoint, body, 422)
     assert [e["pointer"] for e in problem["errors"]] == ["/max_members"]
+
+
+#: Numbers of 5000 and 4300 digits: the first is out of every parser's range (400), the second
+#: is read; both are refused, with an Idempotency-Key as without one.
+LONG_NUMBERS = {
+    "5000-digits": (b"9" * 5000, 400),
+    "-4300-digits": (b"-" + b"9" * 4300, 422),
+    "5000-digit-fraction": (b"1." + b"1" * 5000, 422),
+    "1e400": (b"1e400", 422),
+    **{name: (value, 422) for name, value in UNDER_A_FLOATS_PRECISION.items()},
+}
+
+
+@pytest.mark.parametrize("endpoint", ["POST /users", "POST /users/bulk", "POST /groups"])
+@pytest.mark.parametrize(("value", "status"), LONG_NUMBERS.values(), ids=LONG_NUMBERS.keys())
+def test_a_long_number_with_an_idempotency_key_is_refused_as_without_one(
+    testapp, database, existing, endpoint, value, status
+):
+    """The key's fingerprint reads the body before the view does: a number it could not handle
+    would be a 500 where the view answers 400 or 422."""
+    number = {"POST /groups": b'"max_members": %b'}.get(endpoint, b'"full_name": %b') % value
+    body = WRITES[endpoint].replace(b'"full_name": %b', number).replace(
+        b'"description": %b', number
+    )
+    for key in ({}, {"Idempotency-Key": "long-number"}):
+        assert_refused_and_nothing_stored(
+            testapp, database, existing, endpoint, body, status, **key
+        )
+
+
+def test_a_number_past_a_floats_precision_makes_another_request_for_an_idempotency_key(
+    testapp, database, existing
+):
+    """5.00000000000000000001 is not 5.0: with the same key it is another request (422), not a
+    replay of the first, as it was when both were read as the float 5.0."""
+    key = {"Idempotency-Key": "five"}
+    send(testapp, "POST /groups", {}, b'{"name": "five", "max_members": 5.0}', 201, **key)
+
+    body = b'{"name": "five", "max_members": 5.00000000000000000001}'
+    problem = assert_refused_and_nothing_stored(
+        testapp, database, existing, "POST /groups", body, 422, **key
+    )
+    assert "was used for a different request" in problem["detail"]
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ carries the header (1 to 255 printable ASCII characters, no space at either end,
 claims its key in its own transaction before the view runs, and the view's 2xx/3xx response
 (status, ``KEPT_HEADERS``, body) is stored with it before it commits. So:
 
-- a repeat with the same method, path and body (compared as canonical JSON) gets the stored
-  response, even if the resource has changed since, and the view does not run;
+- a repeat with the same method, path and body (compared as canonical JSON, numbers exactly)
+  gets the stored response, even if the resource has changed since, and the view does not run;
 - a repeat with anything else is 422;
 - a request that fails (4xx/5xx, a raise) stores nothing: its retry runs as if new;
 - a concurrent repeat waits for the first to end (PostgreSQL waits on the key's row, SQLite
@@ -22,6 +22,7 @@ import hashlib
 import json
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 from pyramid.exceptions import ConfigurationError
 from pyramid.httpexceptions import HTTPBadRequest, HTTPUnprocessableEntity
@@ -30,7 +31,7 @@ from pyramid.response import Response
 from myservice.api.apidoc import Header
 from myservice.data.models.idempotency import claim_key, purge_expired, store_response
 from myservice.data.models.meta import utcnow
-from myservice.edge.validation import json_body
+from myservice.edge.validation import exact_integer, json_body
 
 HEADER = "Idempotency-Key"
 #: HTTP strips the spaces around a header's value, so a key cannot begin or end with one.
@@ -104,9 +105,37 @@ class InvalidKey(HTTPBadRequest):
 
 
 def fingerprint(request):
-    """sha256 of the method, the path and the body as canonical JSON (sorted keys)."""
-    body = json.dumps(json_body(request), sort_keys=True, separators=(",", ":"))
+    """sha256 of the method, the path and the body as canonical JSON (``canonical``)."""
+    body = canonical(json_body(request))
     return hashlib.sha256(json.dumps([request.method, request.path, body]).encode()).hexdigest()
+
+
+def canonical(value):
+    """The JSON text of a parsed body: sorted keys, no spaces, and each number exact.
+
+    The same text as ``json.dumps(value, sort_keys=True, separators=(",", ":"))`` for a body
+    without fractions or exponents. A ``Decimal`` (``json_body``) that is an integer is written
+    as one (5.0 is 5); any other as its digits and exponent, trailing zeros dropped (1.50 is
+    15e-1): two numbers have one text exactly when they are equal, however long.
+    """
+    if isinstance(value, dict):
+        members = (f"{json.dumps(name)}:{canonical(item)}" for name, item in sorted(value.items()))
+        return "{" + ",".join(members) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(map(canonical, value)) + "]"
+    if isinstance(value, Decimal):
+        integral = exact_integer(value)
+        return str(integral) if integral is not None else exact_decimal(value)
+    return json.dumps(value)
+
+
+def exact_decimal(number):
+    """``number``'s digits and exponent, trailing zeros dropped: ``Decimal('-1.50')`` is
+    ``-15e-1`` (``Decimal.normalize`` would round to the context's 28 digits)."""
+    sign, digits, exponent = number.as_tuple()
+    text = "".join(map(str, digits))
+    significant = text.rstrip("0") or "0"
+    return f"{'-' if sign else ''}{significant}e{exponent + len(text) - len(significant)}"
 
 
 def replay(held):

@@ -7,6 +7,7 @@ document (see ``myservice.edge.problems``) that points at the bad field.
 """
 
 import re
+from decimal import Decimal
 from typing import Annotated
 
 import jiter
@@ -75,10 +76,31 @@ class Stated:
         return {"anyOf": [schema, {"type": "null"}]} if nullable else schema
 
 
+#: The most digits of an integer that a number with an exponent (1e400) is expanded to: Python's
+#: own limit for ``int(str)``; 1e99999999 stays a number, refused as not an integer.
+MAX_INTEGER_DIGITS = 4300
+
+
+def exact_integer(number):
+    """The ``int`` a JSON number stands for (3, 3.0, 3e0), or None when it has a fraction.
+
+    Bodies are parsed with fractions and exponents as ``Decimal`` (``json_body``): as floats,
+    5.00000000000000000001 was 5 and a fraction of 5000 digits, or 1e-99999, was 0.
+    """
+    if isinstance(number, int) and not isinstance(number, bool):
+        return number
+    if (
+        isinstance(number, Decimal)
+        and number.adjusted() < MAX_INTEGER_DIGITS
+        and number == number.to_integral_value()
+    ):
+        return int(number)
+    return None
+
+
 def _integral(value):
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+    integral = exact_integer(value)
+    return value if integral is None else integral
 
 
 def integer(**constraints):
@@ -168,7 +190,11 @@ def json_body(request, media_types=JSON):
     try:
         # jiter is pydantic's own parser; pydantic_core.from_json keeps the last of two members
         # of one name, which a proxy or a logger in front of us may read as the first.
-        return jiter.from_json(body, allow_inf_nan=False, catch_duplicate_keys=True)
+        # A number with a fraction or an exponent is read as a Decimal, exactly: a float would
+        # round away what tells 5.00000000000000000001 from 5 (``exact_integer``).
+        return jiter.from_json(
+            body, allow_inf_nan=False, catch_duplicate_keys=True, float_mode="decimal"
+        )
     except ValueError as error:
         raise HTTPBadRequest(f"the body is not valid JSON: {error}") from None
 

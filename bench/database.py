@@ -18,7 +18,7 @@ from psycopg import sql
 from sqlalchemy import create_engine
 
 from bench.server import BenchError
-from myservice.api.pagination import cursor_serializer
+from myservice.api.pagination import Cursors, listing
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import TOKENS, create_token
 
@@ -78,8 +78,9 @@ def trim(url, users):
 
 
 def deep_cursor(secret, after):
-    """The cursor myservice issues for the page after id ``after``, signed with ``secret``."""
-    return cursor_serializer(secret).dumps({"after": after}).decode()
+    """The cursor myservice issues for the page of ``GET /users`` after id ``after``, signed
+    with ``secret``."""
+    return Cursors([secret]).mint(after, listing("users"))
 
 
 def alchemy_url(url):

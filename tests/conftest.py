@@ -30,9 +30,13 @@ from myservice.edge.requestid import LogFormatter
 ROOT = Path(__file__).resolve().parent.parent
 DEVELOPMENT_INI = ROOT / "development.ini"
 
-# The app must see only the database and secret that the tests give it.
+# The app must see only the database and secrets that the tests give it.
 os.environ.pop("DATABASE_URL", None)
 os.environ.pop("MYSERVICE_SECRET", None)
+os.environ.pop("MYSERVICE_PREVIOUS_SECRETS", None)
+
+#: The MYSERVICE_SECRET the tests give production.ini (which has none of its own): a strong one.
+PRODUCTION_SECRET = "tests-production-secret-4Rz8Wn3Bt6Yc1Hd5Gf0JsQ8uE2aT4wKq"
 
 
 def migrate(url, *args):

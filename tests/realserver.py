@@ -22,7 +22,7 @@ import pytest
 
 from bench.server import BenchError, free_port, venv_command, write_ini
 from bench.server import running_server as bench_server
-from tests.conftest import DEVELOPMENT_INI, ROOT, bearer
+from tests.conftest import DEVELOPMENT_INI, PRODUCTION_SECRET, ROOT, bearer
 
 PRODUCTION_INI = ROOT / "production.ini"
 
@@ -79,7 +79,7 @@ def running_server(directory, database_url, overrides=None, token=UNKNOWN_TOKEN)
 @contextmanager
 def running_production_server(directory, database_url, overrides=None, token=UNKNOWN_TOKEN):
     """``pserve`` of production.ini, like ``running_server``, with the secret it demands."""
-    env = {**os.environ, "DATABASE_URL": database_url, "MYSERVICE_SECRET": "s" * 48}
+    env = {**os.environ, "DATABASE_URL": database_url, "MYSERVICE_SECRET": PRODUCTION_SECRET}
     with _pserve(PRODUCTION_INI, directory, env, overrides, token) as server:
         yield server
 
@@ -88,7 +88,7 @@ def running_production_server(directory, database_url, overrides=None, token=UNK
 def running_gunicorn(directory, database_url, workers, token=UNKNOWN_TOKEN):
     """``gunicorn --paste production.ini`` (with gunicorn.conf.py) with ``workers`` processes on
     a free port, like ``running_server``."""
-    env = {**os.environ, "DATABASE_URL": database_url, "MYSERVICE_SECRET": "s" * 48}
+    env = {**os.environ, "DATABASE_URL": database_url, "MYSERVICE_SECRET": PRODUCTION_SECRET}
 
     def gunicorn(ini, port):
         return [

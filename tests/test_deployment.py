@@ -8,7 +8,7 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.paster import get_appsettings
 
 import myservice
-from tests.conftest import ROOT, bearer, new_token
+from tests.conftest import PRODUCTION_SECRET, ROOT, bearer, new_token
 from tests.realserver import call, running_production_server, unique
 
 
@@ -17,7 +17,7 @@ def settings_of(ini):
 
 
 def test_production_refuses_to_start_without_a_database_url(monkeypatch):
-    monkeypatch.setenv("MYSERVICE_SECRET", "s" * 48)
+    monkeypatch.setenv("MYSERVICE_SECRET", PRODUCTION_SECRET)
     with pytest.raises(ConfigurationError, match="DATABASE_URL"):
         myservice.main({}, **settings_of("production.ini"))
 
@@ -30,7 +30,7 @@ def test_production_refuses_to_start_without_a_secret(monkeypatch, db_url):
 
 def test_production_starts_with_both_from_the_environment(monkeypatch, db_url):
     monkeypatch.setenv("DATABASE_URL", db_url)
-    monkeypatch.setenv("MYSERVICE_SECRET", "s" * 48)
+    monkeypatch.setenv("MYSERVICE_SECRET", PRODUCTION_SECRET)
     app = myservice.main({}, **settings_of("production.ini"))
     engine = app.registry["dbsession_factory"].kw["bind"]
     assert engine.url.render_as_string(hide_password=False) == db_url

@@ -20,7 +20,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
 
 import myservice
-from myservice.api.pagination import cursor_serializer
+from myservice.api.openapi import openapi_path
+from myservice.api.pagination import PAGING, Cursors, listing
 from tests.conftest import DEVELOPMENT_INI, bearer, rolled_back
 
 #: Examples per operation and phase; the stateful test runs as many scenarios.
@@ -56,20 +57,37 @@ def documented_app():
     return myservice.main({}, **get_appsettings(str(DEVELOPMENT_INI), name="main"))
 
 
-#: A cursor the service issued (signed with development.ini's secret, as the tests' app is).
-ISSUED_CURSOR = (
-    cursor_serializer(get_appsettings(str(DEVELOPMENT_INI), name="main")["myservice.secret"])
-    .dumps({"after": 0})
-    .decode()
-)
+#: Cursors as the service issues them (signed with development.ini's secret, as the tests' app is).
+CURSORS = Cursors([get_appsettings(str(DEVELOPMENT_INI), name="main")["myservice.secret"]])
+
+
+def route_names(app):
+    """{OpenAPI path: route name} of ``app``'s routes."""
+    routes = app.registry.introspector.get_category("routes")
+    return {
+        openapi_path(route["introspectable"]["pattern"])[0]: route["introspectable"]["name"]
+        for route in routes
+    }
+
+
+ROUTE_NAMES = route_names(documented_app())
 
 
 def map_case(context, case):
-    """A valid request's cursor is one the service issued: the document says so, but no JSON
-    schema can tell a signed cursor from a forged one (those are 400, which negative cases
-    still try)."""
+    """A valid request's cursor is one the service issued for that very listing and filter:
+    the document says so, but no JSON schema can tell a signed cursor from a forged one, nor
+    see what it is bound to (those are 400, which negative cases still try)."""
     if "cursor" in case.query and case.meta and case.meta.generation.mode.is_positive:
-        case.query["cursor"] = ISSUED_CURSOR
+        # schemathesis sends ";" unescaped, and WebOb splits a query at it as at "&" (as old
+        # HTML forms did): the listing would not be the one the cursor was minted for.
+        filters = {
+            name: str(value).replace(";", "")
+            for name, value in case.query.items()
+            if name not in PAGING
+        }
+        case.query.update(filters)
+        bound_to = listing(ROUTE_NAMES[case.path], case.path_parameters, filters)
+        case.query["cursor"] = CURSORS.mint(0, bound_to)
     return case
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from bench.server import venv_command
 from myservice.data.models import User
-from tests.conftest import ROOT, short_lived_engine
+from tests.conftest import PRODUCTION_SECRET, ROOT, short_lived_engine
 from tests.realserver import unique
 
 
@@ -17,7 +17,7 @@ def pshell(ini, db_url, *commands):
     result = subprocess.run(
         [venv_command("pshell"), "-p", "python", str(ROOT / ini)],
         input="\n".join(commands) + "\n",
-        env={**os.environ, "DATABASE_URL": db_url, "MYSERVICE_SECRET": "s" * 48},
+        env={**os.environ, "DATABASE_URL": db_url, "MYSERVICE_SECRET": PRODUCTION_SECRET},
         cwd=ROOT,
         capture_output=True,
         text=True,

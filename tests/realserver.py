@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import re
+import select
 import socket
 import subprocess
 import threading
@@ -188,6 +189,22 @@ def ask_to_continue(sock, server, method, path, length):
         )
     )
     return sock.recv(len(CONTINUE), socket.MSG_WAITALL)
+
+
+def stream_until_answered(sock, chunk, total):
+    """Send ``chunk`` after ``chunk`` until the server answers (or closes the connection), or
+    ``total`` bytes are sent; return how many were."""
+    sent = 0
+    while sent < total:
+        readable, writable, _ = select.select([sock], [sock], [], CLIENT_TIMEOUT)
+        if readable or not writable:
+            break
+        try:
+            sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            break  # the server answered and closed between select and send
+        sent += len(chunk)
+    return sent
 
 
 def wait_until_refused(server, seconds=CLIENT_TIMEOUT):

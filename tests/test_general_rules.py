@@ -87,6 +87,62 @@ def test_a_declared_length_over_the_limit_is_413_before_the_body_is_read(testapp
     assert response.content_type == "application/problem+json"
 
 
+class ServerInput:
+    """``wsgi.input`` as gunicorn hands a chunked body to the app: no Content-Length, read until
+    it ends (``wsgi.input_terminated``), whatever its size. It counts what the app reads."""
+
+    def __init__(self, body, size):
+        self.body, self.size, self.served = body, size, 0
+
+    def read(self, size=-1):
+        left = self.size - self.served
+        size = left if size is None or size < 0 else min(size, left)
+        chunk = (self.body[self.served : self.served + size]).ljust(size, b" ")
+        self.served += size
+        return chunk
+
+    def readline(self, size=-1):
+        return self.read(size)
+
+
+def post_of_unknown_length(testapp, body, size, authorization=True):
+    """POST /users with ``body`` padded with spaces to ``size`` bytes, its length unknown."""
+    environ = testapp.extra_environ if authorization else {}
+    request = Request.blank("/users", environ, method="POST")
+    request.content_type = "application/json"
+    request.environ.pop("CONTENT_LENGTH", None)
+    body_input = ServerInput(body, size)
+    request.environ.update({"wsgi.input": body_input, "wsgi.input_terminated": True})
+    return request.get_response(testapp.app), body_input
+
+
+@pytest.mark.parametrize("authorization", [True, False], ids=["with-token", "without-token"])
+def test_a_body_of_unknown_length_is_never_read_past_the_limit(
+    testapp, app_settings, authorization
+):
+    """Under a server that leaves the limit to the app (gunicorn), pyramid_retry would copy a
+    chunked body to a temporary file, whole, before routing and authentication: an anonymous
+    client could fill the disk. The app reads at most the limit and one byte."""
+    limit = int(app_settings["myservice.max_body_bytes"])
+
+    response, body_input = post_of_unknown_length(
+        testapp, b'{"username": "ada",', 16 * limit, authorization
+    )
+
+    assert response.status_code == (413 if authorization else 401)
+    assert response.content_type == "application/problem+json"
+    assert body_input.served <= limit + 1
+
+
+def test_a_body_of_unknown_length_within_the_limit_is_served(testapp, app_settings):
+    limit = int(app_settings["myservice.max_body_bytes"])
+
+    response, _ = post_of_unknown_length(testapp, VALID, limit)
+
+    assert response.status_code == 201, response.body
+    assert testapp.get("/users?username=ada").json["items"][0]["email"] == "ada@example.com"
+
+
 # -- problem documents ---------------------------------------------------------------------
 
 

@@ -20,8 +20,10 @@ from tests.realserver import (
     ask_to_continue,
     call,
     connect,
+    head,
     read_reply,
     running_gunicorn,
+    stream_until_answered,
     unique,
 )
 
@@ -108,6 +110,40 @@ def test_gunicorn_answers_a_request_in_flight_at_sigterm_and_exits(gunicorn):
 
     assert status == 201, reply
     assert gunicorn.process.wait(timeout=CLIENT_TIMEOUT) == 0
+
+
+# -- bodies of unknown length ------------------------------------------------------------------
+
+#: production.ini's myservice.max_body_bytes: gunicorn itself enforces no limit on a body.
+LIMIT = 1024 * 1024
+CHUNK = b"4000\r\n" + b" " * 0x4000 + b"\r\n"
+CHUNKED_JSON = ("Content-Type: application/json", "Transfer-Encoding: chunked")
+
+
+def test_gunicorn_answers_a_chunked_body_that_never_ends_once_it_passes_the_limit(gunicorn):
+    """gunicorn hands the app a chunked body of unknown length. The app reads at most the
+    limit and one byte, then answers (401: no token was sent), though the body never ends.
+    Reading it whole for pyramid_retry, it waited for the rest, and never answered."""
+    with connect(gunicorn) as sock:
+        sock.sendall(head("POST", "/users", *CHUNKED_JSON))
+        stream_until_answered(sock, CHUNK, 4 * LIMIT)  # never the last chunk
+
+        status, _, body = read_reply(sock, "POST")
+
+    assert status == 401, body
+
+
+def test_gunicorn_serves_a_chunked_body_within_the_limit(gunicorn):
+    body = json.dumps(new_user()).encode()
+    with connect(gunicorn) as sock:
+        sock.sendall(
+            head("POST", "/users", f"Authorization: Bearer {gunicorn.token}", *CHUNKED_JSON)
+            + b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)
+        )
+
+        status, _, reply = read_reply(sock, "POST")
+
+    assert status == 201, reply
 
 
 # -- the engine across fork -------------------------------------------------------------------

@@ -9,7 +9,6 @@ where http.client cannot: a body larger than announced is never sent, a request 
 import contextlib
 import http.client
 import json
-import select
 import socket
 import uuid
 
@@ -30,6 +29,7 @@ from tests.realserver import (
     read_reply,
     running_bare_server,
     running_server,
+    stream_until_answered,
 )
 
 LIMIT = 64 * 1024  # myservice.max_body_bytes of the module's server
@@ -105,20 +105,11 @@ def test_a_content_length_over_the_limit_is_refused_before_the_body_is_read(serv
 
 def test_a_chunked_body_growing_past_the_limit_is_refused_while_it_is_sent(server):
     chunk = b"4000\r\n" + b" " * 0x4000 + b"\r\n"
-    sent = 0
     with connect(server) as sock:
         sock.sendall(
             head("POST", "/users", "Content-Type: application/json", "Transfer-Encoding: chunked")
         )
-        while sent < ANNOUNCED:  # until the server answers, at most the announced size
-            readable, writable, _ = select.select([sock], [sock], [], CLIENT_TIMEOUT)
-            if readable or not writable:
-                break
-            try:
-                sock.sendall(chunk)
-            except (BrokenPipeError, ConnectionResetError):
-                break  # the server answered and closed between select and send
-            sent += len(chunk)
+        sent = stream_until_answered(sock, chunk, ANNOUNCED)
 
         status, headers, body = read_reply(sock, "POST")
 

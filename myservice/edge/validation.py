@@ -6,6 +6,7 @@ model; query strings are validated by a pydantic model too. Every failure become
 document (see ``myservice.edge.problems``) that points at the bad field.
 """
 
+import io
 import re
 from decimal import Decimal
 from typing import Annotated
@@ -25,7 +26,10 @@ from pyramid.httpexceptions import (
     HTTPRequestEntityTooLarge,
     HTTPUnsupportedMediaType,
 )
+from pyramid.interfaces import IExecutionPolicy
+from pyramid.router import default_execution_policy
 
+from myservice.edge.accesslog import AFTER_EXECUTION_POLICY
 from myservice.edge.problems import InvalidBody, InvalidQuery
 
 JSON = frozenset({"application/json"})
@@ -160,6 +164,39 @@ def too_large(limit):
     return f"the body is larger than {limit} bytes"
 
 
+def bounded_body_policy(policy, limit):
+    """An execution policy around ``policy`` (pyramid_retry's) that first bounds a body of
+    unknown length (``bound_body``), before anything reads it."""
+
+    def execution_policy(environ, router):
+        bound_body(environ, limit)
+        return policy(environ, router)
+
+    return execution_policy
+
+
+def bound_body(environ, limit):
+    """Read a body of unknown length, at most ``limit`` + 1 bytes, and make it one of known
+    length; a body with a Content-Length is left as it is (nothing reads more than it says).
+
+    A server that does not enforce the limit itself (gunicorn) hands a chunked body over as a
+    stream that ends when the body does (``wsgi.input_terminated``). Before routing and
+    authentication, pyramid_retry makes the body seekable, and WebOb copies such a stream
+    whole, to a temporary file: an anonymous client could fill the disk. Here the stream is
+    read up to one byte past the limit into memory: a body within the limit is then served as
+    any other, and a longer one is cut there and, its length now above the limit, refused 413
+    (``json_body``) without another byte read.
+    """
+    if environ.get("CONTENT_LENGTH") or not (
+        environ.get("wsgi.input_terminated") or environ.get("webob.is_body_readable")
+    ):
+        return
+    body = environ["wsgi.input"].read(limit + 1)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ["webob.is_body_seekable"] = True  # WebOb need not copy it again
+
+
 def retry_attempts(request):
     """pyramid_retry's ``retry.activate_hook``: one attempt for a body we will refuse as too large.
 
@@ -249,3 +286,12 @@ def includeme(config):
         settings.get("myservice.max_body_bytes", DEFAULT_MAX_BODY_BYTES)
     )
     settings["myservice.max_bulk"] = int(settings.get("myservice.max_bulk", DEFAULT_MAX_BULK))
+
+    def wrap_execution_policy():
+        registry = config.registry
+        policy = registry.queryUtility(IExecutionPolicy, default=default_execution_policy)
+        limit = settings["myservice.max_body_bytes"]
+        registry.registerUtility(bounded_body_policy(policy, limit), IExecutionPolicy)
+
+    # After pyramid_retry's policy is set (order 0), so that it wraps it.
+    config.action(None, wrap_execution_policy, order=AFTER_EXECUTION_POLICY)

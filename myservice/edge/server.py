@@ -1,4 +1,4 @@
-"""The server: waitress and six small changes, as a ``paste.server_runner`` (egg:myservice).
+"""The server: waitress and seven small changes, as a ``paste.server_runner`` (egg:myservice).
 
 ``[server:main]`` takes waitress's own options (listen, threads, trusted_proxy...). Over stock
 waitress 3.0.2 this runner:
@@ -12,6 +12,9 @@ waitress 3.0.2 this runner:
 - answers everything it refuses itself with an RFC 9457 problem document that carries an
   X-Request-ID (``ProblemTask``);
 - keeps the connection open after a 204 or a 304 (``KeepAliveTask``);
+- answers 408 to a request whose head or body arrives too slowly, and closes a new connection
+  that sends nothing in time (``SlowClients``: ``request_head_timeout``,
+  ``request_body_timeout`` and ``request_body_min_rate``, options of its own);
 - stops gracefully on SIGTERM or SIGINT (``run``, ``drain``): it stops listening, lets the
   requests it has begun to receive finish within ``graceful_timeout`` seconds (a
   ``[server:main]`` option of its own), answers them with ``Connection: close``, then exits.
@@ -31,6 +34,7 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask, WSGITask
+from waitress.utilities import Error
 
 from myservice.edge.problems import PROBLEM_JSON, problem_document
 from myservice.edge.requestid import echoed_or_new
@@ -43,7 +47,12 @@ log = logging.getLogger(__name__)
 GRACEFUL_TIMEOUT = 20
 
 #: The ``[server:main]`` options of this runner's own, which stock waitress would refuse.
-OWN_OPTIONS = ("graceful_timeout",)
+OWN_OPTIONS = (
+    "graceful_timeout",
+    "request_head_timeout",
+    "request_body_timeout",
+    "request_body_min_rate",
+)
 
 #: The signals that stop the server gracefully; a second one stops the wait.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -72,6 +81,8 @@ class ProblemTask(ErrorTask):
     def detail(self, code):
         if code == 413:  # waitress refuses a body of max_request_body_size bytes or more
             return too_large(self.channel.adj.max_request_body_size - 1)
+        if code == 408:  # SlowClients says what was late
+            return self.request.error.body
         if code in DETAILS:
             return DETAILS[code]
         # waitress's 400 texts are fixed phrases, some followed by the quoted bad input: keep
@@ -116,11 +127,23 @@ class Parser(HTTPRequestParser):
     says to close the connection after it; the 400 does both.
     """
 
+    def __init__(self, adj):
+        super().__init__(adj)
+        self.restart_clock()  # a parser is made when the first bytes of its request arrive
+
     def received(self, data):
+        had_head = self.headers_finished
         consumed = super().received(data)
         if self.error is not None:
             self.expect_continue = False
+        if self.headers_finished and not had_head:
+            self.restart_clock()  # the head is in: the body's time starts
         return consumed
+
+    def restart_clock(self):
+        """From now on, the time this request's client takes counts (``SlowClients``)."""
+        self.waiting_since = time.monotonic()
+        self.body_bytes_by_then = self.body_bytes_received
 
     def parse_header(self, header_plus):
         super().parse_header(header_plus)
@@ -179,6 +202,99 @@ class Channel(HTTPChannel):
         return written
 
 
+class RequestTimedOut(Error):
+    code = 408
+    reason = "Request Timeout"
+
+
+class SlowClients:
+    """Bounds on how long a client takes to send a request, checked about every second.
+
+    waitress reads heads and bodies in its main loop, so a slow client holds no thread, but it
+    holds one of ``connection_limit`` connections, and a graceful stop waits for it; its
+    ``channel_timeout`` is of idleness, which a byte now and then resets. So:
+
+    - a request's head must be in ``head_timeout`` seconds after its first byte arrived;
+    - its body ``body_timeout`` seconds after the head, plus one second per ``body_min_rate``
+      bytes it has sent: a body may pause, but must keep up that pace on average;
+    - a new connection must send its first byte within ``head_timeout`` seconds.
+
+    A late request is answered 408 (a problem document) and its connection closed; a silent
+    new connection is closed. Only while the server waits for the client: while it is
+    answering an earlier request on the connection, the clock stands still.
+    """
+
+    OPTIONS = {
+        "request_head_timeout": "head_timeout",
+        "request_body_timeout": "body_timeout",
+        "request_body_min_rate": "body_min_rate",
+    }
+
+    #: Seconds between two checks, and the longest the main loop waits for a socket.
+    INTERVAL = 1.0
+
+    def __init__(self, head_timeout=10.0, body_timeout=10.0, body_min_rate=4096.0):
+        self.head_timeout = head_timeout
+        self.body_timeout = body_timeout
+        self.body_min_rate = body_min_rate
+        self.next_check = 0.0
+
+    @classmethod
+    def from_options(cls, options):
+        """The bounds named in ``options`` (``[server:main]``), taken out of them."""
+        given = {field: options.pop(name) for name, field in cls.OPTIONS.items() if name in options}
+        return cls(**{field: float(value) for field, value in given.items()})
+
+    def check(self, sockets):
+        """Refuse what is late, at most once per ``INTERVAL``."""
+        now = time.monotonic()
+        if now < self.next_check:
+            return
+        self.next_check = now + self.INTERVAL
+        for channel in [d for d in sockets.values() if isinstance(d, HTTPChannel)]:
+            request = channel.request
+            if channel.requests or channel.total_outbufs_len or channel.will_close:
+                if request is not None:
+                    request.restart_clock()  # the client may be waiting for us
+            elif request is None:
+                if self.silent_too_long(channel):
+                    channel.will_close = True
+            elif (late := self.lateness(request, now)) is not None:
+                refuse(channel, RequestTimedOut(late))
+
+    def silent_too_long(self, channel):
+        """A new connection that has sent nothing for ``head_timeout`` (waitress stamps both
+        times with ``time.time()`` when it accepts, and ``last_activity`` again on each read)."""
+        never_heard = channel.last_activity == channel.creation_time
+        return never_heard and time.time() - channel.creation_time > self.head_timeout
+
+    def lateness(self, request, now):
+        """What ``request``'s client is late with, or None."""
+        waited = now - request.waiting_since
+        if not request.headers_finished:
+            if waited > self.head_timeout:
+                return f"the request head did not arrive within {self.head_timeout:g} s"
+            return None
+        sent = request.body_bytes_received - request.body_bytes_by_then
+        if waited > self.body_timeout + sent / self.body_min_rate:
+            return f"the body arrived slower than {self.body_min_rate:g} bytes/s"
+        return None
+
+
+def refuse(channel, error):
+    """Complete ``channel``'s partial request as refused with ``error``, as waitress does with a
+    request it cannot parse: its error task answers, and the connection is closed after it."""
+    request = channel.request
+    if not request.headers_finished:  # what the answer needs of a head (waitress's 431 does so)
+        request.parse_header(b"GET / HTTP/1.0\r\n")
+    request.error = error
+    request.completed = True
+    with channel.requests_lock:
+        channel.requests.append(request)
+        channel.request = None
+    channel.server.add_task(channel)
+
+
 def build_server(app, **settings):
     """waitress's ``create_server`` for ``app``, its connections served by ``Channel``.
 
@@ -199,21 +315,24 @@ def build_server(app, **settings):
 
 def serve(app, global_conf, graceful_timeout=GRACEFUL_TIMEOUT, **settings):
     """The ``paste.server_runner``: serve ``app`` until SIGTERM or SIGINT, then stop gracefully."""
+    slow_clients = SlowClients.from_options(settings)
     server = build_server(app, **settings)
     server.print_listen("Serving on http://{}:{}")
-    run(server, float(graceful_timeout))
+    run(server, float(graceful_timeout), slow_clients)
 
 
-def run(server, graceful_timeout):
+def run(server, graceful_timeout, slow_clients):
     """waitress's main loop until a stop signal, then ``drain``: a bounded, graceful stop."""
     sockets = server.socket_map
     first = next(listeners(sockets))
     adj = first.adj
+    timeout = min(adj.asyncore_loop_timeout, SlowClients.INTERVAL)
     with stop_signals(first.pull_trigger) as stop:
         while stop.deadline is None:
-            wasyncore.loop(adj.asyncore_loop_timeout, adj.asyncore_use_poll, sockets, count=1)
+            wasyncore.loop(timeout, adj.asyncore_use_poll, sockets, count=1)
+            slow_clients.check(sockets)
         stop.deadline = min(stop.deadline, time.monotonic() + graceful_timeout)
-        drain(sockets, stop, adj.asyncore_use_poll)
+        drain(sockets, stop, adj.asyncore_use_poll, slow_clients)
 
 
 class Stop:
@@ -244,7 +363,7 @@ def stop_signals(wake):
             signal.signal(signum, action)
 
 
-def drain(sockets, stop, use_poll):
+def drain(sockets, stop, use_poll, slow_clients):
     """Stop listening, finish what is in flight until ``stop.deadline``, close the rest.
 
     New connections are refused from the first moment: the listening sockets are closed (their
@@ -265,7 +384,8 @@ def drain(sockets, stop, use_poll):
     )
     while busy and (remaining := stop.deadline - time.monotonic()) > 0:
         # A task thread pulls the trigger when it ends, so this wakes as soon as anything moves.
-        wasyncore.loop(remaining, use_poll, sockets, count=1)
+        wasyncore.loop(min(remaining, SlowClients.INTERVAL), use_poll, sockets, count=1)
+        slow_clients.check(sockets)  # a slow client is in flight only as long as it may be
         busy = close_idle(sockets)
     if busy:
         log.warning("exiting with %d connection(s) unfinished: out of time", len(busy))

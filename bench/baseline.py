@@ -24,8 +24,8 @@ NAMES = tuple(COLUMNS.split(", "))
 SELECT_ONE = f"SELECT {COLUMNS} FROM users WHERE id = %s"
 SELECT_PAGE = f"SELECT {COLUMNS} FROM users WHERE id > %s ORDER BY id LIMIT %s"
 INSERT = (
-    "INSERT INTO users (username, email, full_name, created_at, updated_at, version) "
-    f"VALUES (%s, %s, %s, now(), now(), 1) RETURNING {COLUMNS}"
+    "INSERT INTO users (username, email, email_key, full_name, created_at, updated_at, version) "
+    f"VALUES (%s, %s, %s, %s, now(), now(), 1) RETURNING {COLUMNS}"
 )
 USER_PATH = re.compile(r"/users/(\d{1,18})")
 JSON = [("Content-Type", "application/json")]
@@ -97,7 +97,8 @@ def create_user(pool, environ):
     size = int(environ.get("CONTENT_LENGTH") or 0)
     try:
         data = orjson.loads(environ["wsgi.input"].read(size))
-        fields = (data["username"].lower(), data["email"], data.get("full_name", ""))
+        email = data["email"]
+        fields = (data["username"].lower(), email, email.casefold(), data.get("full_name", ""))
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return "422 Unprocessable Entity", JSON, b'{"detail":"invalid user"}'
     if not all(isinstance(field, str) for field in fields):

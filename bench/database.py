@@ -61,8 +61,9 @@ def seed(url, users, progress):
             top = 0
         progress(f"seeding users {top + 1:,}..{users:,} (once; later runs reuse them)")
         connection.execute(
-            "INSERT INTO users (id, username, email, full_name, created_at, updated_at, version) "
-            "SELECT g, 'user' || g, 'user' || g || '@example.com', 'Bench User ' || g, "
+            "INSERT INTO users (id, username, email, email_key, full_name, created_at, "
+            "updated_at, version) SELECT g, 'user' || g, 'user' || g || '@example.com', "
+            "'user' || g || '@example.com', 'Bench User ' || g, "
             "now(), now(), 1 FROM generate_series(%s::bigint, %s::bigint) AS g",
             (top + 1, users),
         )

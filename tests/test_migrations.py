@@ -11,7 +11,6 @@ import os
 import secrets
 import subprocess
 import sys
-import warnings
 from dataclasses import dataclass
 
 import pytest
@@ -21,14 +20,11 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, SAWarning
+from sqlalchemy.exc import IntegrityError
 
 from myservice.data.models import Base, Group, User
+from myservice.data.models.meta import caseless
 from tests.conftest import DEVELOPMENT_INI, ROOT, migrate, short_lived_engine
-
-#: What SQLAlchemy says when it meets ``uq_users_email_lower`` in a SQLite database; the one
-#: SAWarning that pyproject.toml lets through instead of turning it into an error.
-SQLITE_INDEX_WARNING = "Skipped unsupported reflection of expression-based index"
 
 #: Every table of the models' schema.
 TABLES = {
@@ -85,16 +81,7 @@ def schema_diff(database):
     """What alembic autogenerate would change to bring the database to the models."""
     with short_lived_engine(database.url) as engine, engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        if not database.is_sqlite:
-            return compare_metadata(context, Base.metadata)
-        # SQLite cannot reflect the lower(email) and lower(name) indexes, so alembic leaves
-        # them out of the comparison (and says so); test_upgrade_head_creates_the_unique_lower_*
-        # check them instead.
-        with (
-            pytest.warns(UserWarning, match="expression-based index 'uq_users_email_lower'"),
-            pytest.warns(UserWarning, match="expression-based index 'uq_groups_name_lower'"),
-        ):
-            return compare_metadata(context, Base.metadata)
+        return compare_metadata(context, Base.metadata)
 
 
 def objects_besides_alembic_version(database):
@@ -147,38 +134,95 @@ def test_upgrade_head_starts_the_change_feed_counter_at_zero(empty_database):
     assert query(empty_database.url, "SELECT id, seq FROM feed_counter") == [(1, 0)]
 
 
-def test_upgrade_head_creates_the_unique_lower_email_index(empty_database):
+@pytest.mark.parametrize(
+    ("table", "index", "key"),
+    [("users", "uq_users_email_key", "email_key"), ("groups", "uq_groups_name_key", "name_key")],
+)
+def test_upgrade_head_creates_the_unique_caseless_key_indexes(empty_database, table, index, key):
     migrate(empty_database.url, "upgrade", "head")
 
-    if empty_database.is_sqlite:
-        [(table, sql)] = query(
-            empty_database.url,
-            "SELECT tbl_name, sql FROM sqlite_master"
-            " WHERE type = 'index' AND name = 'uq_users_email_lower'",
-        )
-        assert table == "users"
-        assert sql.upper().startswith("CREATE UNIQUE INDEX")
-        assert "lower(email)" in sql
-    else:
-        [(table, definition)] = query(
-            empty_database.url,
-            "SELECT tablename, indexdef FROM pg_indexes"
-            " WHERE schemaname = :schema AND indexname = 'uq_users_email_lower'",
-            schema=empty_database.schema,
-        )
-        assert table == "users"
-        assert definition.startswith("CREATE UNIQUE INDEX")
-        assert "lower((email)::text)" in definition
-    # And it does its job: two emails that differ only in case cannot both be stored.
+    with short_lived_engine(empty_database.url) as engine, engine.connect() as connection:
+        indexes = {i["name"]: i for i in inspect(connection).get_indexes(table)}
+    assert indexes[index]["column_names"] == [key]
+    assert indexes[index]["unique"]
+    assert not any(name.endswith("_lower") for name in indexes)
+
+
+def test_upgrade_head_makes_the_database_refuse_two_rows_with_one_caseless_key(empty_database):
+    migrate(empty_database.url, "upgrade", "head")
+
     with short_lived_engine(empty_database.url) as engine:
         with engine.begin() as connection:
             connection.execute(
-                insert(User).values(username="ada", email="ada@example.org", version=1)
+                insert(User).values(username="renee", email="renée@example.org", version=1)
             )
         with pytest.raises(IntegrityError), engine.begin() as connection:
-            connection.execute(
-                insert(User).values(username="bob", email="ADA@example.ORG", version=1)
+            connection.execute(  # the model fills the key in, as the service's inserts do
+                insert(User).values(username="bob", email="RENE\u0301E@example.org", version=1)
             )
+
+
+def stored_at_0005(database, users=(), groups=()):
+    """Migrate ``database`` to 0005 and store ``users`` ({username: email}) and ``groups``
+    (names) as they were stored then, with raw SQL."""
+    migrate(database.url, "upgrade", "0005")
+    with short_lived_engine(database.url) as engine, engine.begin() as connection:
+        for number, (username, email) in enumerate(users.items(), start=1):
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, username, email, full_name, created_at, updated_at,"
+                    " version) VALUES (:id, :username, :email, '', :t, :t, 1)"
+                ),
+                {"id": number, "username": username, "email": email, "t": "2026-01-01"},
+            )
+        for number, name in enumerate(groups, start=1):
+            connection.execute(
+                text(
+                    "INSERT INTO groups (id, name, description, member_count, created_at,"
+                    " updated_at, version) VALUES (:id, :name, '', 0, :t, :t, 1)"
+                ),
+                {"id": number, "name": name, "t": "2026-01-01"},
+            )
+
+
+def test_0006_computes_the_keys_of_the_rows_stored_before_it(empty_database):
+    stored_at_0005(
+        empty_database,
+        users={"renee": "Rene\u0301e@Example.ORG", "ada": "ada@example.org"},
+        groups=["E\u0301quipe", "Straße"],
+    )
+
+    migrate(empty_database.url, "upgrade", "head")
+
+    assert query(empty_database.url, "SELECT id, email, email_key FROM users ORDER BY id") == [
+        (1, "Rene\u0301e@Example.ORG", "renée@example.org"),  # the email as it was, its key
+        (2, "ada@example.org", "ada@example.org"),
+    ]
+    assert query(empty_database.url, "SELECT name_key FROM groups ORDER BY id") == [
+        ("équipe",),
+        ("strasse",),
+    ]
+
+
+def test_0006_refuses_rows_that_become_one_and_changes_nothing(empty_database):
+    """Two emails that differ only in an accent's composition and case were two users (each
+    database's ``lower()`` kept them apart); the migration names them and stops."""
+    stored_at_0005(
+        empty_database,
+        users={
+            "one": "renée@example.org",
+            "two": "ada@example.org",
+            "three": "RENE\u0301E@example.org",
+        },
+    )
+
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        migrate(empty_database.url, "upgrade", "head")
+
+    assert "users with ids 1, 3: each of these sets has one email" in failed.value.stderr.decode()
+    assert query(empty_database.url, "SELECT version_num FROM alembic_version") == [("0005",)]
+    with short_lived_engine(empty_database.url) as engine, engine.connect() as connection:
+        assert "email_key" not in {c["name"] for c in inspect(connection).get_columns("users")}
 
 
 def test_upgrade_head_makes_the_database_enforce_names_counts_and_memberships(empty_database):
@@ -189,25 +233,26 @@ def test_upgrade_head_makes_the_database_enforce_names_counts_and_memberships(em
             connection.exec_driver_sql("PRAGMA foreign_keys = ON")
         connection.execute(
             text(
-                "INSERT INTO users (id, username, email, full_name, created_at, updated_at,"
-                " version) VALUES (1, 'ada', 'ada@example.org', '', :t, :t, 1)"
+                "INSERT INTO users (id, username, email, email_key, full_name, created_at,"
+                " updated_at, version) VALUES (1, 'ada', 'ada@example.org', 'ada@example.org',"
+                " '', :t, :t, 1)"
             ),
             {"t": "2026-01-01 00:00:00"},
         )
         group = (
-            "INSERT INTO groups (id, name, description, max_members, member_count,"
-            " created_at, updated_at, version) VALUES (:id, :name, '', :max, :count, :t, :t, 1)"
+            "INSERT INTO groups (id, name, name_key, description, max_members, member_count,"
+            " created_at, updated_at, version)"
+            " VALUES (:id, :name, :key, '', :max, :count, :t, :t, 1)"
         )
-        connection.execute(
-            text(group), {"id": 1, "name": "Ops", "max": 1, "count": 1, "t": "2026-01-01"}
-        )
+
+        def values(name, **others):
+            return {"name": name, "key": caseless(name), "t": "2026-01-01", **others}
+
+        connection.execute(text(group), values("Ops", id=1, max=1, count=1))
         connection.execute(text("INSERT INTO memberships VALUES (1, 1, '2026-01-01')"))
         for name, count in (("OPS", 0), ("full", 2)):  # a taken name, a count over the max
             with pytest.raises(IntegrityError), connection.begin_nested():
-                connection.execute(
-                    text(group),
-                    {"id": 2, "name": name, "max": 1, "count": count, "t": "2026-01-01"},
-                )
+                connection.execute(text(group), values(name, id=2, max=1, count=count))
         with pytest.raises(IntegrityError), connection.begin_nested():  # a second membership
             connection.execute(text("INSERT INTO memberships VALUES (1, 1, '2026-01-01')"))
         with pytest.raises(IntegrityError), connection.begin_nested():  # RESTRICT
@@ -237,7 +282,7 @@ def test_on_postgresql_alembic_migrates_the_schema_that_the_url_selects(
 
 def test_downgrade_base_leaves_no_table_but_alembic_version(empty_database):
     migrate(empty_database.url, "upgrade", "head")
-    indexes = {"uq_users_email_lower", "uq_groups_name_lower", "ix_memberships_user_id_group_id"}
+    indexes = {"uq_users_email_key", "uq_groups_name_key", "ix_memberships_user_id_group_id"}
     assert TABLES | indexes <= objects_besides_alembic_version(empty_database)
 
     migrate(empty_database.url, "downgrade", "base")
@@ -254,25 +299,6 @@ def test_a_downgraded_database_upgrades_again_to_exactly_the_models_schema(empty
     migrate(empty_database.url, "upgrade", "head")
 
     assert schema_diff(empty_database) == []
-
-
-def test_sqlite_expression_index_warning_does_not_fail_the_run_but_other_sawarnings_do(tmp_path):
-    url = f"sqlite:///{tmp_path / 'warnings.sqlite'}"
-    migrate(url, "upgrade", "head")
-    with short_lived_engine(url) as engine:
-        # Reflecting the users table of a SQLite database does warn about the index ...
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            inspect(engine).get_indexes("users")
-        assert [str(w.message) for w in caught if issubclass(w.category, SAWarning)] == [
-            f"{SQLITE_INDEX_WARNING} uq_users_email_lower"
-        ]
-
-        # ... and under the suite's own warning filters that warning is let through,
-        inspect(engine).get_indexes("users")
-    # while every other SAWarning still fails the test that causes it.
-    with pytest.raises(SAWarning, match="any other SQLAlchemy warning"):
-        warnings.warn("any other SQLAlchemy warning", SAWarning, stacklevel=1)
 
 
 def test_alembic_check_finds_no_difference_between_the_migrations_and_the_models(empty_database):

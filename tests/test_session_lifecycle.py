@@ -148,8 +148,9 @@ def fail_at_commit(request):
 def raw_write_unmarked(request):
     request.dbsession.execute(
         text(
-            "INSERT INTO users (username, email, full_name, created_at, updated_at, version) "
-            "VALUES ('unmarked', 'unmarked@example.com', '', :now, :now, 1)"
+            "INSERT INTO users (username, email, email_key, full_name, created_at, updated_at,"
+            " version) VALUES ('unmarked', 'unmarked@example.com', 'unmarked@example.com', '',"
+            " :now, :now, 1)"
         ),
         {"now": "2026-01-01 00:00:00"},
     )

@@ -5,6 +5,7 @@ with ``UserCreate``, the same rules as ``POST /users``. OpenAPI's schemas are ge
 """
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Annotated
 
@@ -13,6 +14,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
 from myservice.api.pagination import PageParams
+from myservice.data.models.group import NAME_LENGTH
+from myservice.data.models.user import EMAIL_LENGTH
 from myservice.edge.validation import (
     Body,
     MergePatch,
@@ -37,22 +40,48 @@ def _username(value: str) -> str:
     return value.lower()
 
 
+def email_address(value: str) -> str:
+    """``value`` as email-validator normalizes it: in NFC, the domain lower-cased and
+    IDNA-mapped, the local part's case as given (it may matter to the mail server). What is
+    stored, and what ``?email=`` looks for; ``EmailNotValidError`` when it is not an address."""
+    return validate_email(
+        value, check_deliverability=False, globally_deliverable=False, test_environment=True
+    ).normalized
+
+
 def _email(value: str) -> str:
-    if len(value) > 254:
-        raise PydanticCustomError("email", "must be at most 254 characters")
+    """The address as it is stored (``email_address``), at most ``EMAIL_LENGTH`` characters
+    before and after (IDNA mapping may lengthen a domain)."""
+    too_long = PydanticCustomError("email", f"must be at most {EMAIL_LENGTH} characters")
+    if len(value) > EMAIL_LENGTH:
+        raise too_long
     try:
-        validate_email(
-            value, check_deliverability=False, globally_deliverable=False, test_environment=True
-        )
+        normalized = email_address(value)
     except EmailNotValidError as error:
         raise PydanticCustomError(
             "email", "is not a valid email address: {reason}", {"reason": str(error)}
         ) from None
-    return value
+    if len(normalized) > EMAIL_LENGTH:
+        raise too_long
+    return normalized
+
+
+def _email_if_valid(value: str) -> str:
+    """A filter's email as one would be stored (``email_address``), or as given."""
+    try:
+        return email_address(value)
+    except EmailNotValidError:
+        return value
+
+
+def _composed(value):
+    """A string in NFC, the form every composed character takes (``é`` rather than ``e`` and
+    U+0301), before its length is checked."""
+    return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
 
 
 Username = Annotated[str, AfterValidator(_username), Stated(pattern=f"^{USERNAME.pattern}$")]
-Email = Annotated[str, AfterValidator(_email), Stated(format="email", maxLength=254)]
+Email = Annotated[str, AfterValidator(_email), Stated(format="email", maxLength=EMAIL_LENGTH)]
 #: ``null`` means the default, ``""``: in a merge patch null removes a member, and a client
 #: that sends null for an optional field on create means the same.
 FullName = Annotated[
@@ -94,7 +123,7 @@ class UserPage(BaseModel):
 
 class UserFilters(PageParams):
     username: Text | None = None
-    email: Text | None = None
+    email: Annotated[Text, AfterValidator(_email_if_valid)] | None = None
 
 
 #: The operations on one user, which a response naming it links to.
@@ -103,7 +132,7 @@ ON_A_USER = ("get_user", "update_user", "delete_user", "list_user_groups")
 
 # -- groups ------------------------------------------------------------------------------------
 
-Name = Annotated[Text, Field(min_length=1, max_length=64)]
+Name = Annotated[Text, BeforeValidator(_composed), Field(min_length=1, max_length=NAME_LENGTH)]
 #: ``null`` means the default, ``""`` (as for a user's full_name).
 Description = Annotated[
     Text,

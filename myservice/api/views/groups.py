@@ -2,7 +2,7 @@
 
 from pyramid.httpexceptions import HTTPConflict, HTTPNoContent
 from pyramid.view import view_config
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from myservice.api.apidoc import IF_MATCH, IF_NONE_MATCH, Reply, links, operation
 from myservice.api.changes import record_change
@@ -29,6 +29,7 @@ from myservice.api.schemas import (
     GroupPatch,
 )
 from myservice.data.models import Group, delete_group_and_members
+from myservice.data.models.meta import caseless
 from myservice.edge.validation import JSON_OR_MERGE_PATCH, validate_query
 
 GROUPS = Group.__table__
@@ -69,7 +70,7 @@ def list_groups(request):
     params = validate_query(request, GroupFilters)
     query = select(GROUPS)
     if params.name is not None:
-        query = query.where(func.lower(GROUPS.c.name) == func.lower(params.name))
+        query = query.where(GROUPS.c.name_key == caseless(params.name))
     groups, next_cursor = page(request, query, GROUPS.c.id, params)
     return GroupPage(items=groups, next_cursor=next_cursor)
 

@@ -2,7 +2,7 @@
 
 from pyramid.httpexceptions import HTTPNoContent
 from pyramid.view import view_config
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from myservice.api.apidoc import IF_MATCH, IF_NONE_MATCH, Reply, links, operation
 from myservice.api.idempotency import IDEMPOTENCY_KEY, idempotent
@@ -22,6 +22,7 @@ from myservice.api.resource import (
 from myservice.api.schemas import ON_A_USER, UserCreate, UserFilters, UserOut, UserPage, UserPatch
 from myservice.data.models import User
 from myservice.data.models import membership as memberships
+from myservice.data.models.meta import caseless
 from myservice.edge.validation import JSON_OR_MERGE_PATCH, validate_query
 
 USERS = User.__table__
@@ -64,7 +65,7 @@ def list_users(request):
     if params.username is not None:
         query = query.where(USERS.c.username == params.username.lower())
     if params.email is not None:
-        query = query.where(func.lower(USERS.c.email) == func.lower(params.email))
+        query = query.where(USERS.c.email_key == caseless(params.email))
     users, next_cursor = page(request, query, USERS.c.id, params)
     return UserPage(items=users, next_cursor=next_cursor)
 

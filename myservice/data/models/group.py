@@ -7,23 +7,38 @@ negative or above ``max_members``, whatever a request does.
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, func
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, Session, mapped_column, validates
 
-from myservice.data.models.meta import Base, BigId, UTCDateTime, Versioned, held_elsewhere, utcnow
+from myservice.data.models.meta import (
+    Base,
+    BigId,
+    UTCDateTime,
+    Versioned,
+    caseless,
+    caseless_of,
+    held_elsewhere,
+    utcnow,
+)
+
+#: Characters of a group's name, and of its key: case folding makes a character up to three.
+NAME_LENGTH = 64
+NAME_KEY_LENGTH = 3 * NAME_LENGTH
 
 
 class Group(Versioned, Base):
     __tablename__ = "groups"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64))  # as given; unique case-insensitively
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))  # as given, in NFC (api.schemas)
+    #: ``caseless(name)``: what the unique index, the clash check and ``?name=`` compare.
+    name_key: Mapped[str] = mapped_column(String(NAME_KEY_LENGTH), default=caseless_of("name"))
     description: Mapped[str] = mapped_column(String(500), default="")
     max_members: Mapped[int | None] = mapped_column()  # None: unlimited
     member_count: Mapped[int] = mapped_column(default=0)
 
     __table_args__ = (
-        Index("uq_groups_name_lower", func.lower(name), unique=True),
+        Index("uq_groups_name_key", name_key, unique=True),
         CheckConstraint("max_members >= 0", name="max_members_not_negative"),
         CheckConstraint("member_count >= 0", name="member_count_not_negative"),
         CheckConstraint(
@@ -34,11 +49,16 @@ class Group(Versioned, Base):
     #: The fields no two groups may share.
     unique_fields = ("name",)
 
+    @validates("name")
+    def keep_name_key(self, attribute, name):
+        self.name_key = caseless(name)
+        return name
+
     def taken(self, session: Session) -> dict[str, str]:
-        """This group's name where another group holds it in any case (as the index compares)."""
+        """This group's name where another group holds it, by its key (as the index compares)."""
         held = held_elsewhere(
             session,
-            {"name": func.lower(Group.name) == func.lower(self.name)},
+            {"name": Group.name_key == self.name_key},
             other_than=None if self.id is None else Group.id != self.id,
         )
         return {name: getattr(self, name) for name in held}

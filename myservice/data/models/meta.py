@@ -1,6 +1,7 @@
 """The declarative base, its naming convention and the column types every table shares."""
 
 import functools
+import unicodedata
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -65,6 +66,21 @@ class UTCDateTime(TypeDecorator):
 
 def utcnow():
     return datetime.now(UTC)
+
+
+def caseless(text: str) -> str:
+    """``text`` as uniqueness compares it: Unicode's canonical caseless match (NFD, case-folded,
+    NFC), so ``RENÉE``, ``renée`` and ``rene`` + U+0301 + ``e`` are one, and ``Straße`` is
+    ``STRASSE``. In Python, not SQL: SQLite's ``lower()`` folds ASCII only, PostgreSQL's
+    depends on the database's collation, and neither composes."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", text).casefold())
+
+
+def caseless_of(column: str):
+    """A column default: ``caseless`` of the row's ``column``, for a row inserted without its
+    key (``insert_new`` and ``insert_users`` insert dicts; an entity's key is set as its
+    value is, by the model's ``@validates``)."""
+    return lambda context: caseless(context.get_current_parameters()[column])
 
 
 class Base(DeclarativeBase):

@@ -1,9 +1,21 @@
 from collections.abc import Sequence
 
-from sqlalchemy import Index, String, func, insert, or_, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import Index, String, insert, or_, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, validates
 
-from myservice.data.models.meta import Base, BigId, Versioned, held_elsewhere, utcnow
+from myservice.data.models.meta import (
+    Base,
+    BigId,
+    Versioned,
+    caseless,
+    caseless_of,
+    held_elsewhere,
+    utcnow,
+)
+
+#: Characters of an email, and of its key: case folding makes a character up to three.
+EMAIL_LENGTH = 254
+EMAIL_KEY_LENGTH = 3 * EMAIL_LENGTH
 
 
 class User(Versioned, Base):
@@ -14,25 +26,30 @@ class User(Versioned, Base):
     # gives back to the rows of a multi-row INSERT: SQLite, which does not keep RETURNING in
     # order, needs no statement per row either.
     username: Mapped[str] = mapped_column(String(32), unique=True, insert_sentinel=True)
-    email: Mapped[str] = mapped_column(String(254))  # as given; unique case-insensitively
+    # Normalized by email-validator (api.schemas); unique as its key says.
+    email: Mapped[str] = mapped_column(String(EMAIL_LENGTH))
+    #: ``caseless(email)``: what the unique index, the clash checks and ``?email=`` compare.
+    email_key: Mapped[str] = mapped_column(String(EMAIL_KEY_LENGTH), default=caseless_of("email"))
     full_name: Mapped[str] = mapped_column(String(200), default="")
 
     __table_args__ = (
-        Index("uq_users_email_lower", func.lower(email), unique=True),
+        Index("uq_users_email_key", email_key, unique=True),
         {"sqlite_autoincrement": True},  # never reuse a deleted user's id
     )
     #: The fields no two users may share.
     unique_fields = ("username", "email")
 
+    @validates("email")
+    def keep_email_key(self, name, email):
+        self.email_key = caseless(email)
+        return email
+
     def taken(self, session: Session) -> dict[str, str]:
         """This user's username and email where another user holds them, compared the way
-        the unique indexes compare them (email through SQL ``lower()``)."""
+        the unique indexes compare them (the email by its key)."""
         held = held_elsewhere(
             session,
-            {
-                "username": User.username == self.username,
-                "email": func.lower(User.email) == func.lower(self.email),
-            },
+            {"username": User.username == self.username, "email": User.email_key == self.email_key},
             other_than=None if self.id is None else User.id != self.id,
         )
         return {name: getattr(self, name) for name in held}
@@ -43,19 +60,19 @@ def clashes(session: Session, users: Sequence[dict]) -> dict[int, str]:
     field (``username`` first) that a stored user or an earlier new user already holds.
 
     A user that clashes holds nothing: a later one with the same email is not its duplicate.
-    Emails are compared lower-cased, as the unique index compares them.
+    Emails are compared by their keys (``caseless``), as the unique index compares them.
     """
     usernames = {user["username"] for user in users}
-    emails = {user["email"].lower() for user in users}
+    email_keys = {caseless(user["email"]) for user in users}
     stored = session.execute(
-        select(User.username, func.lower(User.email)).where(
-            or_(User.username.in_(usernames), func.lower(User.email).in_(emails))
+        select(User.username, User.email_key).where(
+            or_(User.username.in_(usernames), User.email_key.in_(email_keys))
         )
     ).all()
     held = {"username": {row[0] for row in stored}, "email": {row[1] for row in stored}}
     found = {}
     for index, user in enumerate(users):
-        values = {"username": user["username"], "email": user["email"].lower()}
+        values = {"username": user["username"], "email": caseless(user["email"])}
         field = next((name for name, value in values.items() if value in held[name]), None)
         if field is not None:
             found[index] = field

@@ -67,6 +67,7 @@ setup(
             "myservice-purge = myservice.cli.purge:main",
             "myservice-maintenance = myservice.cli.maintenance:main",
             "myservice-token = myservice.cli.tokens:main",
+            "myservice-erase = myservice.cli.erase:main",
         ],
     },
 )

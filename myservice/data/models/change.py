@@ -16,8 +16,10 @@ from sqlalchemy import (
     column,
     func,
     insert,
+    null,
     select,
     true,
+    update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -115,3 +117,23 @@ def append_changes(session: Session, changes: list[dict]):
         rows = [{"seq": first + n, "at": at, **change} for n, change in enumerate(changes)]
         session.execute(CHANGES.insert(), rows)
     mark_changed(session)
+
+
+def erase_data(session: Session, resource: str, types) -> int:
+    """Set to null the ``data`` of the changes of ``resource`` whose type is one of ``types``;
+    how many had data. Each entry stays, with its seq, time, type and resource. A scan of the
+    feed (``resource`` has no index): for an operator's rare erasure request, not a request's."""
+    erased = session.execute(
+        update(CHANGES)
+        .where(CHANGES.c.resource == resource, CHANGES.c.type.in_(types))
+        .where(CHANGES.c.data.is_not(None))
+        .values(data=null())
+    ).rowcount
+    mark_changed(session)
+    return erased
+
+
+def names(session: Session, resource: str) -> bool:
+    """Whether any change of the feed is about ``resource``."""
+    query = select(CHANGES.c.seq).where(CHANGES.c.resource == resource).limit(1)
+    return session.execute(query).first() is not None

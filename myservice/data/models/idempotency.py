@@ -106,3 +106,19 @@ def purge_expired(session_or_connection, now: datetime, limit: int) -> int:
     )
     statement = delete(KEYS).where(tuple_(KEYS.c.token_id, KEYS.c.key).in_(expired))
     return session_or_connection.execute(statement).rowcount
+
+
+def stored_responses(session_or_connection):
+    """(token_id, key, headers, body) of every key that holds a response, expired or not."""
+    query = select(KEYS.c.token_id, KEYS.c.key, KEYS.c.headers, KEYS.c.body).where(
+        KEYS.c.status.is_not(None)
+    )
+    return session_or_connection.execute(query)
+
+
+def forget_keys(session_or_connection, keys) -> int:
+    """Delete the keys ``keys`` ((token_id, key) pairs), as if they had expired."""
+    if not keys:
+        return 0
+    statement = delete(KEYS).where(tuple_(KEYS.c.token_id, KEYS.c.key).in_(list(keys)))
+    return session_or_connection.execute(statement).rowcount

@@ -6,11 +6,12 @@ INI    ?= development.ini
 # The token `make run` creates on first start (and `make clean` deletes with the database).
 DEV_TOKEN = .dev-token
 # Debian packages the tests run, named by their binaries (each package is named after its
-# binary): tests/test_docs_page.py's browser, chromium (never a browser build of its own), and
-# tests/test_pgbouncer.py's pgbouncer.
+# binary): tests/test_docs_page.py's browser, chromium (never a browser build of its own),
+# tests/test_pgbouncer.py's pgbouncer, and curl, which docs/tour.sh calls (tests/test_tour.py).
 CHROMIUM = /usr/bin/chromium
 PGBOUNCER = /usr/sbin/pgbouncer
-TEST_BINARIES = $(CHROMIUM) $(PGBOUNCER)
+CURL = /usr/bin/curl
+TEST_BINARIES = $(CHROMIUM) $(PGBOUNCER) $(CURL)
 SUDO    = $(if $(filter 0,$(shell id -u)),,sudo)
 AUDIT_VENV ?= .venv-audit
 

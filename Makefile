@@ -30,7 +30,7 @@ test: $(VENV)/.installed-testing  ## the whole suite (SQLite, or TEST_DATABASE_U
 migrate: $(VENV)/.installed
 	$(BIN)/alembic -c $(INI) upgrade head
 
-bench: $(VENV)/.installed-bench  ## myservice against a bare baseline (see README); BENCH_ARGS=--quick
+bench: $(VENV)/.installed-bench  ## myservice against a bare baseline (docs/performance.md); BENCH_ARGS=--quick
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 audit: $(AUDIT_VENV)/.installed  ## pip-audit over constraints.txt; exit 2 unless every pin was checked

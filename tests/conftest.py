@@ -39,7 +39,7 @@ os.environ.pop("MYSERVICE_SECRET", None)
 
 
 def migrate(url, *args):
-    """Run the alembic command line, as the README does, against ``url``."""
+    """Run the alembic command line, as docs/deployment.md does, against ``url``."""
     subprocess.run(
         [sys.executable, "-m", "alembic", "-c", str(DEVELOPMENT_INI), *args],
         env={**os.environ, "DATABASE_URL": url},

@@ -17,6 +17,7 @@ from tests.conftest import ROOT, migrate, new_token, short_lived_engine
 from tests.realserver import running_server
 
 TOUR = ROOT / "docs" / "tour.sh"
+README = ROOT / "README.md"
 
 #: Seconds the whole tour may take (about 40 requests; it takes 1 to 3 s on an idle machine).
 TOUR_TIMEOUT = 120
@@ -137,3 +138,14 @@ def test_the_tour_stops_at_the_first_step_that_answers_otherwise(fresh_server, t
     assert steps(result.stdout)[-1] == "200 GET /users/1"
     assert "tour.sh: GET /users/1 answered 200, expected 304" in result.stderr
 
+
+def test_every_line_of_the_readme_tour_is_a_line_of_the_script():
+    """The README shows steps of docs/tour.sh (between its tour markers): each must be there."""
+    readme = README.read_text(encoding="utf-8")
+    shown = readme.split("<!-- tour:start -->")[1].split("<!-- tour:end -->")[0]
+    shown_lines = [line.strip() for line in shown.splitlines()]
+    shown_lines = [line for line in shown_lines if line and not line.startswith("```")]
+    script_lines = {line.strip() for line in TOUR.read_text(encoding="utf-8").splitlines()}
+
+    assert len(shown_lines) >= 10
+    assert [line for line in shown_lines if line not in script_lines] == []

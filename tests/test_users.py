@@ -1,5 +1,7 @@
 """The /users contract, row by row."""
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 from sqlalchemy import event
 
@@ -330,12 +332,27 @@ def test_list_filters_by_username_and_email_ignoring_case(testapp):
     assert testapp.get("/users?email=nobody@example.com").json["items"] == []
 
 
-def test_list_keeps_filters_in_the_next_link(testapp):
-    make_users(testapp, 3)
-    response = testapp.get("/users?limit=1&email=u1@example.com")
-    assert response.json["next_cursor"] is None
-    response = testapp.get("/users?limit=1&username=user001")
-    assert len(response.json["items"]) == 1
+def next_link(response):
+    """The URL of the ``Link: <...>; rel="next"`` header."""
+    link = response.headers["Link"]
+    assert link.endswith('>; rel="next"'), link
+    return link[link.index("<") + 1 : link.index(">")]
+
+
+def test_the_next_link_keeps_the_query_and_replaces_only_the_cursor(testapp):
+    """The next link is the request's own URL with the next cursor instead of its own. (The
+    filters, username and email, are unique: a filtered list has one page, so ``limit`` is the
+    parameter that shows the query kept.)"""
+    users = make_users(testapp, 5)
+
+    second = testapp.get(next_link(testapp.get("/users?limit=2")))
+    assert second.json["items"] == users[2:4]  # still two to a page
+    link = next_link(second)
+    assert parse_qs(urlsplit(link).query) == {
+        "limit": ["2"],
+        "cursor": [second.json["next_cursor"]],  # the new cursor, the old one gone
+    }
+    assert testapp.get(link).json == {"items": users[4:], "next_cursor": None}
 
 
 @pytest.mark.parametrize(

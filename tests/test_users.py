@@ -251,7 +251,13 @@ def test_patch_of_an_unknown_user_is_404(testapp):
 
 def test_patch_with_a_matching_if_match_succeeds(testapp):
     user = create(testapp).json
-    testapp.patch_json(f"/users/{user['id']}", {"full_name": "x"}, headers={"If-Match": '"1"'})
+    response = testapp.patch_json(
+        f"/users/{user['id']}", {"full_name": "x"}, headers={"If-Match": '"1"'}, status=200
+    )
+    patched = response.json
+    assert (patched["full_name"], patched["version"]) == ("x", 2)
+    assert response.headers["ETag"] == '"2"'
+    assert testapp.get(f"/users/{user['id']}").json == patched
 
 
 def test_patch_with_a_stale_if_match_is_412_and_changes_nothing(testapp):

@@ -16,7 +16,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy.orm.exc import StaleDataError
 
-from myservice.requestid import JsonLogFormatter
+from myservice.edge.requestid import JsonLogFormatter
 from tests.conftest import DEVELOPMENT_INI, app_with_views, collected_log, with_token
 from tests.realserver import call, running_server
 

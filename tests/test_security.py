@@ -17,9 +17,9 @@ import pytest
 import webtest
 from sqlalchemy import event, select, update
 
-from myservice.db import SQLITE_BUSY_TIMEOUT_MS
-from myservice.models.meta import utcnow
-from myservice.models.token import LAST_USED_RESOLUTION, TOKENS, revoke_token
+from myservice.data.db import SQLITE_BUSY_TIMEOUT_MS
+from myservice.data.models.meta import utcnow
+from myservice.data.models.token import LAST_USED_RESOLUTION, TOKENS, revoke_token
 from tests.conftest import (
     ROOT,
     app_with_views,

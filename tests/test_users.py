@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import event
 
-from myservice.pagination import cursor_serializer
+from myservice.api.pagination import cursor_serializer
 
 #: The members of a user, as API.md lists them.
 USER_FIELDS = {"id", "username", "email", "full_name", "created_at", "updated_at", "version"}

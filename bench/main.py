@@ -33,9 +33,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from bench import auth, bulk, compare, database, feed, inprocess, report, served
-from bench.server import BenchError, free_port, migrate, running_server, write_ini
 from bench.variants import baseline_editor, variants
 from bench.wrk import ensure_wrk
+from tests.support.processes import BenchError, free_port, migrate, running_server, write_ini
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -209,7 +209,7 @@ def empty_tables(db_url):
 def server(db_url, token, tmp_path_factory):
     """The real service (``pserve``) on the session's database, for one test module; every row
     it committed is deleted afterwards."""
-    from tests.realserver import running_server  # it imports this module
+    from tests.support.servers import running_server  # it imports this module
 
     try:
         with running_server(tmp_path_factory.mktemp("server"), db_url, token=token) as running:

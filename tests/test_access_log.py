@@ -18,7 +18,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from myservice.edge.requestid import JsonLogFormatter
 from tests.conftest import DEVELOPMENT_INI, app_with_views, collected_log, with_token
-from tests.realserver import call, running_server
+from tests.support.servers import call, running_server
 
 
 def conflict_on_the_first_attempt(request):

@@ -13,9 +13,9 @@ import webtest
 from pyramid.paster import get_app
 
 from bench.auth import COMPARISON
-from bench.server import BenchError, free_port, write_ini
 from bench.variants import app_editor
 from tests.conftest import DEVELOPMENT_INI, with_token
+from tests.support.processes import BenchError, free_port, write_ini
 
 NOT_A_TOKEN = {"Authorization": "Bearer not-a-token"}
 

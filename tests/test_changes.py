@@ -19,7 +19,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from myservice.api.changes import record_change
 from myservice.data.models import User, insert_new
 from tests.conftest import app_with_views, with_token
-from tests.realserver import CLIENT_TIMEOUT, call, concurrently
+from tests.support.servers import CLIENT_TIMEOUT, call, concurrently
 from tests.test_users import ADA, assert_problem, create, executed_sql  # noqa: F401
 
 

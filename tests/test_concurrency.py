@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from myservice.data.models import Group, Membership, User
 from tests.conftest import short_lived_engine
-from tests.realserver import assert_problem, call, concurrently, unique
+from tests.support.servers import assert_problem, call, concurrently, unique
 
 #: Upper bound of the random workload: requests in all, and client threads.
 STORM_REQUESTS = 240

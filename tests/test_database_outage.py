@@ -1,7 +1,7 @@
 """A real PostgreSQL outage, and the recovery after it, seen by the app in-process.
 
 The app reaches the session's PostgreSQL server through a TCP proxy that the test owns
-(``tests/tcpproxy.py``). ``cut()`` closes its listening socket and every connection it
+(``tests/support/tcpproxy.py``). ``cut()`` closes its listening socket and every connection it
 forwards, so the database goes away for new connections and for the ones already in the pool
 alike (a refused connect, a dead pooled socket); ``restore()`` opens the same port again. No
 mocks: the engine, pool, psycopg, pyramid_tm and the exception views all meet a real
@@ -22,8 +22,8 @@ from sqlalchemy.engine import make_url
 import myservice
 from myservice.data.models import User
 from tests.conftest import short_lived_engine, with_token
-from tests.outage import answered_within, assert_unavailable, fill_pool
-from tests.tcpproxy import TcpProxy
+from tests.support.outage import answered_within, assert_unavailable, fill_pool
+from tests.support.tcpproxy import TcpProxy
 
 #: GET /health/ready when the database answers.
 READY = {"status": "ok", "database": "ok", "mode": "read-write"}

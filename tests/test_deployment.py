@@ -9,7 +9,7 @@ from pyramid.paster import get_appsettings
 
 import myservice
 from tests.conftest import ROOT
-from tests.realserver import call, running_production_server, unique
+from tests.support.servers import call, running_production_server, unique
 
 
 def settings_of(ini):

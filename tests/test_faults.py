@@ -1,5 +1,5 @@
 """The real server (``pserve``, real sockets) while its PostgreSQL server is cut off, frozen and
-restored, through a TCP proxy the test controls (``tests/tcpproxy.py``).
+restored, through a TCP proxy the test controls (``tests/support/tcpproxy.py``).
 
 - **cut**: the port refuses connections and the pooled ones are reset, as when PostgreSQL dies;
 - **stall**: connections are accepted and nothing moves, as when PostgreSQL (or the network)
@@ -26,9 +26,9 @@ from myservice.data.db import POSTGRES_CONNECT_ARGS
 from myservice.data.models import User
 from myservice.data.timeouts import GRACE, RECONNECT_PAUSE, TICK, timeouts_ms
 from tests.conftest import DEVELOPMENT_INI, delete_all_rows, new_token, short_lived_engine
-from tests.outage import answered_within, assert_unavailable
-from tests.realserver import call, concurrently, running_server, unique
-from tests.tcpproxy import TcpProxy
+from tests.support.outage import answered_within, assert_unavailable
+from tests.support.servers import call, concurrently, running_server, unique
+from tests.support.tcpproxy import TcpProxy
 
 #: The longest the service lets one call wait for a database that is away (2 s): an attempt to
 #: connect (psycopg's connect_timeout), or a statement the server does not answer, cut by the

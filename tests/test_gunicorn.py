@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from myservice.data.db import make_engine
-from tests.realserver import (
+from tests.support.servers import (
     CLIENT_TIMEOUT,
     CONTINUE,
     ask_to_continue,

@@ -25,8 +25,8 @@ from sqlalchemy.exc import IntegrityError
 from myservice.data.models import MAX_ID, Base
 from myservice.data.models.token import TOKENS
 from tests.conftest import short_lived_engine
-from tests.realserver import VALID_REQUEST_ID, Reply, call, unique
-from tests.realserver import assert_problem as assert_server_problem
+from tests.support.servers import VALID_REQUEST_ID, Reply, call, unique
+from tests.support.servers import assert_problem as assert_server_problem
 from tests.test_http_server import assert_closed, authorization, connect, head, read_reply
 from tests.test_users import assert_problem
 

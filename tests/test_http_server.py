@@ -1,7 +1,7 @@
 """The server itself (``myservice.edge.server`` over waitress), on real sockets.
 
 The service runs from development.ini with a 64 KiB body limit, so that a refused body is
-cheap to send; the bare WSGI app of bench/bare_app.py shows what the server does for any app
+cheap to send; the bare WSGI app of tests/support/bare_app.py shows what the server does for any app
 (a response far above waitress's output high watermark, an app that fails). Raw sockets speak
 where http.client cannot: a body larger than announced is never sent, a request line is broken.
 """
@@ -15,9 +15,9 @@ import uuid
 
 import pytest
 
-from bench.bare_app import pattern
 from tests.conftest import bearer, delete_all_rows
-from tests.realserver import (
+from tests.support.bare_app import pattern
+from tests.support.servers import (
     CLIENT_TIMEOUT,
     CONTINUE,
     VALID_REQUEST_ID,

@@ -19,7 +19,7 @@ from myservice.data.models import IdempotencyKey, User
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import ApiToken
 from tests.conftest import ROOT, short_lived_engine
-from tests.realserver import call, concurrently
+from tests.support.servers import call, concurrently
 from tests.test_changes import feed, head
 from tests.test_users import ADA, assert_problem, executed_sql  # noqa: F401
 

@@ -19,7 +19,7 @@ import myservice
 from myservice.data.models import Change, Group, IdempotencyKey, Membership, User
 from myservice.data.models.maintenance import switch_mode
 from tests.conftest import DEVELOPMENT_INI, new_token, short_lived_engine, with_token
-from tests.realserver import assert_problem, call, unique
+from tests.support.servers import assert_problem, call, unique
 
 MAINTENANCE = Path(sys.executable).with_name("myservice-maintenance")
 

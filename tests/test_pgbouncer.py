@@ -1,6 +1,6 @@
 """The whole API through PgBouncer in transaction pooling mode (``myservice.pgbouncer = true``).
 
-The test starts its own PgBouncer (tests/pgbouncer.py) in front of the session's PostgreSQL
+The test starts its own PgBouncer (tests/support/pgbouncer.py) in front of the session's PostgreSQL
 database and the real server (``pserve``) with ``DATABASE_URL`` through it. PgBouncer gets
 fewer server connections than the service has threads, so it lends each server connection to
 several of the service's connections, statement by statement outside a transaction: what
@@ -22,8 +22,8 @@ from sqlalchemy.engine import make_url
 
 from myservice.data.db import make_engine
 from tests.conftest import delete_all_rows, short_lived_engine
-from tests.pgbouncer import running_pgbouncer
-from tests.realserver import assert_problem, call, concurrently, running_server, unique
+from tests.support.pgbouncer import running_pgbouncer
+from tests.support.servers import assert_problem, call, concurrently, running_server, unique
 from tests.test_concurrency import assert_invariants, new_group, new_users
 
 #: Server connections PgBouncer may open: fewer than the service's 4 (development.ini).

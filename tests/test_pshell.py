@@ -6,10 +6,10 @@ import subprocess
 import pytest
 from sqlalchemy import select
 
-from bench.server import venv_command
 from myservice.data.models import User
 from tests.conftest import ROOT, short_lived_engine
-from tests.realserver import unique
+from tests.support.processes import venv_command
+from tests.support.servers import unique
 
 
 def pshell(ini, db_url, *commands):

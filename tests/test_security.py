@@ -28,7 +28,7 @@ from tests.conftest import (
     short_lived_engine,
     with_token,
 )
-from tests.realserver import call
+from tests.support.servers import call
 from tests.test_openapi import served_operations
 from tests.test_users import ADA, assert_problem, create
 

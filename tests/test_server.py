@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bench.server import free_port
-from tests.realserver import (
+from tests.support.processes import free_port
+from tests.support.servers import (
     VALID_REQUEST_ID,
     assert_problem,
     call,

@@ -11,7 +11,7 @@ from sqlalchemy.orm.exc import DetachedInstanceError
 from myservice.data.db import opened_engine, session_scope
 from myservice.data.models import User
 from tests.conftest import short_lived_engine
-from tests.realserver import unique
+from tests.support.servers import unique
 
 
 @pytest.fixture

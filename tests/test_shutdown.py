@@ -17,7 +17,7 @@ from sqlalchemy import select, text
 
 from myservice.data.models import User
 from tests.conftest import short_lived_engine
-from tests.realserver import (
+from tests.support.servers import (
     CLIENT_TIMEOUT,
     CONTINUE,
     ask_to_continue,

@@ -20,8 +20,8 @@ from sqlalchemy import select, text
 from myservice.data.models import User
 from myservice.data.timeouts import RECONNECT_PAUSE, SETTINGS
 from tests.conftest import app_with_views, new_token, short_lived_engine, with_token
-from tests.outage import answered_within, assert_unavailable, fill_pool
-from tests.realserver import call, running_server, unique
+from tests.support.outage import answered_within, assert_unavailable, fill_pool
+from tests.support.servers import call, running_server, unique
 
 #: Seconds any answer may take here: the timeouts are 1 s at most (the watchdog 1.5 s), the
 #: pool's 1 s; generous for a loaded machine, and far below "waits until the lock is released".

@@ -39,7 +39,7 @@ def answered_within(bound, send, what):
 def assert_unavailable(response, what):
     """A 503 problem document with ``Retry-After`` that shows the client nothing internal.
 
-    ``response``: WebTest's or ``tests.realserver.Reply``. Returns the problem document.
+    ``response``: WebTest's or ``tests.support.servers.Reply``. Returns the problem document.
     """
     status = getattr(response, "status_int", response.status)
     text = response.body.decode()

@@ -20,14 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.server import BenchError, free_port, venv_command, write_ini
-from bench.server import running_server as bench_server
 from tests.conftest import DEVELOPMENT_INI, ROOT, bearer
+from tests.support.processes import BenchError, free_port, venv_command, write_ini
+from tests.support.processes import running_server as bench_server
 
 PRODUCTION_INI = ROOT / "production.ini"
 
-#: bench/bare_app.py (a WSGI app without Pyramid) served by myservice.edge.server.
-BARE_INI = ROOT / "bench" / "bare.ini"
+#: tests/support/bare_app.py (a WSGI app without Pyramid) served by myservice.edge.server.
+BARE_INI = Path(__file__).with_name("bare.ini")
 
 #: Seconds the server gets to answer GET /health after it is started.
 STARTUP_DEADLINE = 20
@@ -102,7 +102,7 @@ def running_gunicorn(directory, database_url, workers, token=UNKNOWN_TOKEN):
 
 @contextmanager
 def running_bare_server(directory):
-    """``pserve`` of bench/bare.ini (no Pyramid, no database) on a free port, like the above."""
+    """``pserve`` of bare.ini (no Pyramid, no database) on a free port, like the above."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # pserve runs in ``directory``
     with _pserve(BARE_INI, directory, env) as server:
         yield server

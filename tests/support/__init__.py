@@ -1,0 +1,1 @@
+"""What the tests share: every helper lives here once, and no test module imports another."""

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from bench import wrk
-from tests.support.processes import memory_kib
+from bench.server import memory_kib
 
 SCENARIOS = {
     "get": "GET one user",

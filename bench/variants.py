@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from myservice.edge.server import OWN_OPTIONS
-from tests.support.processes import BenchError
+from tests.support.processes import SetupError as BenchError
 
 #: myservice's server runner, which removes waitress's main-loop spin (myservice/server.py).
 SPIN_FREE_USE = "egg:myservice"

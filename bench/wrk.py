@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from tests.support.processes import BenchError
+from tests.support.processes import SetupError as BenchError
 
 THREADS = 4
 CONNECTIONS = 16

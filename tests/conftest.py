@@ -1,78 +1,40 @@
-"""The real app from ``main()``, over a database migrated by the real ``alembic upgrade head``.
+"""The fixtures: the real app from ``main()``, over a database migrated by the real ``alembic
+upgrade head``. Helpers live in ``tests/support``; only fixtures live here.
 
 The suite runs on a fresh SQLite file by default and on ``TEST_DATABASE_URL`` when it is set
 (whose tables it drops and re-creates). Per-test isolation: each test's requests run inside one
-outer transaction on one connection, rolled back at the end; the registry's session factory is
-rebound to that connection with ``join_transaction_mode="create_savepoint"``, so every request
-still runs the real pyramid_tm commit/abort path (on a SAVEPOINT) and sees what earlier
+outer transaction on one connection, rolled back at the end (``tests.support.app.rolled_back``),
+so every request still runs the real pyramid_tm commit/abort path and sees what earlier
 requests of the same test committed.
 """
 
-import logging
 import os
 import secrets
-import subprocess
-import sys
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import webtest
-from pyramid.config import Configurator
 from pyramid.paster import get_appsettings
-from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import sessionmaker
 
 import myservice
 from myservice.data.db import database_url
-from myservice.data.models.token import create_token
 from myservice.edge.requestid import LogFormatter
-
-ROOT = Path(__file__).resolve().parent.parent
-DEVELOPMENT_INI = ROOT / "development.ini"
+from tests.support.app import app_with_views, collected_log, rolled_back, with_token
+from tests.support.database import (
+    Database,
+    delete_all_rows,
+    drop_everything,
+    migrate,
+    new_token,
+    short_lived_engine,
+)
+from tests.support.paths import DEVELOPMENT_INI
+from tests.support.servers import running_server
+from tests.support.views import TEST_VIEWS
 
 # The app must see only the database and secret that the tests give it.
 os.environ.pop("DATABASE_URL", None)
 os.environ.pop("MYSERVICE_SECRET", None)
-
-
-def migrate(url, *args):
-    """Run the alembic command line, as docs/deployment.md does, against ``url``."""
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", str(DEVELOPMENT_INI), *args],
-        env={**os.environ, "DATABASE_URL": url},
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-
-
-@contextmanager
-def short_lived_engine(url):
-    """An engine of its own for a test's direct look at the database, disposed afterwards."""
-    engine = create_engine(url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
-def drop_everything(url):
-    with short_lived_engine(url) as engine, engine.begin() as connection:
-        metadata = MetaData()
-        metadata.reflect(connection)
-        metadata.drop_all(connection)
-
-
-def delete_all_rows(url):
-    """Delete every row the tests may commit (in the order the foreign keys allow), and start
-    the change feed again at seq 1."""
-    with short_lived_engine(url) as engine, engine.begin() as connection:
-        for table in ("memberships", "groups", "users", "changes", "idempotency_keys"):
-            connection.execute(text(f"DELETE FROM {table}"))
-        connection.execute(text("UPDATE feed_counter SET seq = 0"))
 
 
 @pytest.fixture(scope="session")
@@ -88,24 +50,6 @@ def db_url(tmp_path_factory):
     return url
 
 
-def new_token(url, name, scopes, expires_at=None):
-    """Store a token in the database at ``url`` (committed) and return its secret."""
-    with short_lived_engine(url) as engine, engine.begin() as connection:
-        return create_token(connection, name, scopes, expires_at)
-
-
-def bearer(secret):
-    """The ``Authorization`` header that presents the token ``secret``."""
-    return {"Authorization": f"Bearer {secret}"}
-
-
-def with_token(app, secret):
-    """A WebTest client of ``app`` whose requests carry the token ``secret``."""
-    return webtest.TestApp(
-        app, extra_environ={"HTTP_AUTHORIZATION": bearer(secret)["Authorization"]}
-    )
-
-
 @pytest.fixture(scope="session")
 def token(db_url):
     """The secret of a token with the scopes ``read`` and ``write``: every API test's token."""
@@ -117,14 +61,13 @@ def is_postgres(db_url):
     return db_url.startswith("postgresql")
 
 
-@dataclass
-class Database:
-    url: str
-    schema: str | None  # the PostgreSQL schema the URL selects; None on SQLite
-
-    @property
-    def is_sqlite(self):
-        return self.schema is None
+@pytest.fixture(scope="session")
+def postgres_only(is_postgres):
+    """Skips the tests that use it on SQLite: what they prove is PostgreSQL's (its timeouts,
+    locks across processes, serialization failures, connections a proxy can cut). CI runs them;
+    locally, set ``TEST_DATABASE_URL``."""
+    if not is_postgres:
+        pytest.skip("PostgreSQL only (CI runs it): set TEST_DATABASE_URL to run it here")
 
 
 @pytest.fixture
@@ -160,35 +103,6 @@ def app(app_settings):
     return myservice.main({}, **app_settings)
 
 
-def app_with_views(settings, views):
-    """The service as ``main()`` builds it, plus ``views``: {path: view} that only tests need."""
-    with Configurator(settings=dict(settings)) as config:
-        config.include(myservice.includeme)
-        for path, view in views.items():
-            config.add_route(path, path)
-            config.add_view(view, route_name=path, renderer="json")
-    return config.make_wsgi_app()
-
-
-@contextmanager
-def rolled_back(app):
-    """Until the block ends, the app's requests run over one connection whose outer
-    transaction is then rolled back (see the module docstring)."""
-    registry = app.registry
-    factory = registry["dbsession_factory"]
-    connection = factory.kw["bind"].connect()
-    outer = connection.begin()
-    registry["dbsession_factory"] = sessionmaker(
-        bind=connection, class_=factory.class_, join_transaction_mode="create_savepoint"
-    )
-    try:
-        yield
-    finally:
-        registry["dbsession_factory"] = factory
-        outer.rollback()
-        connection.close()
-
-
 @pytest.fixture
 def testapp(app, token):
     """The app over one connection whose outer transaction is rolled back after the test; its
@@ -209,36 +123,11 @@ def empty_tables(db_url):
 def server(db_url, token, tmp_path_factory):
     """The real service (``pserve``) on the session's database, for one test module; every row
     it committed is deleted afterwards."""
-    from tests.support.servers import running_server  # it imports this module
-
     try:
         with running_server(tmp_path_factory.mktemp("server"), db_url, token=token) as running:
             yield running
     finally:
         delete_all_rows(db_url)
-
-
-@contextmanager
-def collected_log(formatter):
-    """The lines myservice logs in the block, formatted by ``formatter`` as they are written
-    (so with the id of the request being served)."""
-    lines = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            lines.append(self.format(record))
-
-    handler = Collect()
-    handler.setFormatter(formatter)
-    logger = logging.getLogger("myservice")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 @pytest.fixture
@@ -248,3 +137,31 @@ def log_lines():
         LogFormatter("[%(request_id)s] %(levelname)s [%(name)s] %(message)s")
     ) as lines:
         yield lines
+
+
+@pytest.fixture
+def executed_sql(app):
+    """The (statement, parameters) the app sends to the database while the test runs, but for
+    the authentication's (its look-up of the token)."""
+    executed = []
+    engine = app.registry["dbsession_factory"].kw["bind"]
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if "api_tokens" not in statement:
+            executed.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    yield executed
+    event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.fixture(scope="module")
+def views_app(app_settings):
+    """The service plus ``tests.support.views.TEST_VIEWS`` (a conflict replayed once, a conflict
+    on every attempt, a view that logs), over the session's database: nothing there writes."""
+    return app_with_views(app_settings, TEST_VIEWS)
+
+
+@pytest.fixture
+def views_client(views_app, token):
+    return with_token(views_app, token)

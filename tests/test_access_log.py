@@ -9,50 +9,16 @@ race raises it) and that pyramid_retry replays, as it does any transient conflic
 
 import configparser
 import json
-import logging
 import uuid
 from datetime import datetime
 
 import pytest
-from sqlalchemy.orm.exc import StaleDataError
 
 from myservice.edge.requestid import JsonLogFormatter
-from tests.conftest import DEVELOPMENT_INI, app_with_views, collected_log, with_token
-from tests.support.servers import call, running_server
-
-
-def conflict_on_the_first_attempt(request):
-    if request.environ["retry.attempt"] == 0:
-        raise StaleDataError("UPDATE statement on table 'users' expected to update 1 row")
-    return {"attempt": request.environ["retry.attempt"] + 1}
-
-
-def conflict_on_every_attempt(request):
-    raise StaleDataError("UPDATE statement on table 'users' expected to update 1 row")
-
-
-def log_from_the_view(request):
-    logging.getLogger("myservice.test").warning("something the view noticed")
-    return {"ok": True}
-
-
-#: Views that only these tests (and tests/test_metrics.py) need.
-TEST_VIEWS = {
-    "/test/conflict-once": conflict_on_the_first_attempt,
-    "/test/conflict-always": conflict_on_every_attempt,
-    "/test/log": log_from_the_view,
-}
-
-
-@pytest.fixture(scope="module")
-def views_app(app_settings):
-    """The service plus ``TEST_VIEWS``, over the session's database (nothing here writes)."""
-    return app_with_views(app_settings, TEST_VIEWS)
-
-
-@pytest.fixture
-def views_client(views_app, token):
-    return with_token(views_app, token)
+from tests.support.app import collected_log
+from tests.support.client import call
+from tests.support.paths import DEVELOPMENT_INI
+from tests.support.servers import running_server
 
 
 @pytest.fixture

@@ -14,8 +14,10 @@ from pyramid.paster import get_app
 
 from bench.auth import COMPARISON
 from bench.variants import app_editor
-from tests.conftest import DEVELOPMENT_INI, with_token
-from tests.support.processes import BenchError, free_port, write_ini
+from tests.support.app import with_token
+from tests.support.paths import DEVELOPMENT_INI
+from tests.support.processes import SetupError as BenchError
+from tests.support.processes import free_port, write_ini
 
 NOT_A_TOKEN = {"Authorization": "Bearer not-a-token"}
 

@@ -18,29 +18,17 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from myservice.api.changes import record_change
 from myservice.data.models import User, insert_new
-from tests.conftest import app_with_views, with_token
-from tests.support.servers import CLIENT_TIMEOUT, call, concurrently
-from tests.test_users import ADA, assert_problem, create, executed_sql  # noqa: F401
-
-
-def feed(testapp, after, limit=1000):
-    return testapp.get("/changes", {"after": after, "limit": limit}).json["items"]
-
-
-def head(testapp):
-    """The seq of the last change so far: tests that really commit may have left some."""
-    after = 0
-    for _ in range(100):  # bounded: 100 pages of 1000
-        page = testapp.get("/changes", {"after": after, "limit": 1000}).json
-        if not page["items"]:
-            return after
-        after = page["next_after"]
-    raise AssertionError("more than 100000 changes in the test database")
+from tests.support.app import app_with_views, with_token
+from tests.support.client import CLIENT_TIMEOUT, call, concurrently
+from tests.support.factories import ADA, new_group, new_user
+from tests.support.feed import feed, feed_head
+from tests.support.problems import assert_problem
 
 
 @pytest.fixture
 def start(testapp):
-    return head(testapp)
+    """The seq of the feed's last change before the test."""
+    return feed_head(testapp)
 
 
 def assert_no_change_after(testapp, after):
@@ -48,10 +36,6 @@ def assert_no_change_after(testapp, after):
 
 
 # -- groups, memberships, bulk: the changes docs/design.md lists for each write --------------
-def new_group(testapp, name="Ops", **fields):
-    return testapp.post_json("/groups", {"name": name, **fields}, status=201).json
-
-
 def join_all(testapp, pairs, start):
     """Each (group, user) joins; the seq of the feed's last change after that."""
     for group, user in pairs:
@@ -77,7 +61,7 @@ def test_creating_patching_and_deleting_a_group_append_its_three_changes(testapp
 
 
 def test_joining_appends_membership_added_and_the_group_with_its_new_count(testapp, start):
-    group, user = new_group(testapp), create(testapp).json
+    group, user = new_group(testapp), new_user(testapp)
     member = f"/groups/{group['id']}/members/{user['id']}"
     joined = testapp.put(member, status=201).json
     testapp.put(member, status=200)  # already a member: nothing changes, nothing appended
@@ -93,7 +77,7 @@ def test_joining_appends_membership_added_and_the_group_with_its_new_count(testa
 
 
 def test_leaving_appends_membership_removed_and_the_group_with_its_new_count(testapp, start):
-    group, user = new_group(testapp), create(testapp).json
+    group, user = new_group(testapp), new_user(testapp)
     member = f"/groups/{group['id']}/members/{user['id']}"
     testapp.put(member, status=201)
     testapp.delete(member, status=204)
@@ -112,7 +96,7 @@ def test_deleting_a_user_appends_its_memberships_removed_its_groups_and_user_del
     testapp, start
 ):
     ops, dev = new_group(testapp, "Ops"), new_group(testapp, "Dev")
-    user = create(testapp).json
+    user = new_user(testapp)
     after = join_all(testapp, [(ops, user), (dev, user)], start)
     testapp.delete(f"/users/{user['id']}", status=204)
 
@@ -129,8 +113,8 @@ def test_deleting_a_group_appends_a_membership_removed_per_member_then_group_del
     testapp, start
 ):
     group = new_group(testapp)
-    ada = create(testapp, username="ada", email="ada@example.com").json
-    grace = create(testapp).json
+    ada = new_user(testapp, username="ada", email="ada@example.com")
+    grace = new_user(testapp)
     after = join_all(testapp, [(group, ada), (group, grace)], start)
     testapp.delete(f"/groups/{group['id']}", status=204)
 
@@ -152,7 +136,7 @@ def test_a_bulk_create_appends_one_user_created_per_user_in_request_order(testap
 
 def test_a_rejected_bulk_or_group_write_appends_nothing(testapp, start):
     full = new_group(testapp, "Ops", max_members=0)
-    user = create(testapp).json
+    user = new_user(testapp)
     after = feed(testapp, start)[-1]["seq"]
     testapp.post_json("/groups", {"name": "OPS"}, status=409)
     testapp.put(f"/groups/{full['id']}/members/{user['id']}", status=409)  # the group is full
@@ -160,7 +144,7 @@ def test_a_rejected_bulk_or_group_write_appends_nothing(testapp, start):
     body = {
         "users": [
             {"username": "fresh", "email": "fresh@example.com"},
-            {"username": "grace", "email": "x@example.com"},
+            {"username": user["username"], "email": "x@example.com"},  # taken
         ]
     }
     testapp.post_json("/users/bulk", body, status=409)
@@ -183,7 +167,7 @@ def test_creating_a_user_appends_user_created_with_the_user_as_get_shows_it(test
 
 
 def test_patching_a_user_appends_user_updated_with_the_user_after_the_patch(testapp, start):
-    user = create(testapp).json
+    user = new_user(testapp)
     patched = testapp.patch_json(f"/users/{user['id']}", {"full_name": "Grace Hopper"}).json
 
     created, updated = feed(testapp, start)
@@ -195,14 +179,14 @@ def test_patching_a_user_appends_user_updated_with_the_user_after_the_patch(test
 
 
 def test_a_patch_through_a_zero_padded_url_names_the_canonical_resource(testapp, start):
-    user = create(testapp).json
+    user = new_user(testapp)
     testapp.patch_json(f"/users/000{user['id']}", {"full_name": "x"})
 
     assert feed(testapp, start)[-1]["resource"] == f"/users/{user['id']}"
 
 
 def test_a_patch_that_changes_nothing_appends_no_change(testapp, start):
-    user = create(testapp).json
+    user = new_user(testapp)
     [created] = feed(testapp, start)
 
     testapp.patch_json(f"/users/{user['id']}", {"username": user["username"]})
@@ -211,7 +195,7 @@ def test_a_patch_that_changes_nothing_appends_no_change(testapp, start):
 
 
 def test_deleting_a_user_appends_user_deleted_with_null_data(testapp, start):
-    user = create(testapp).json
+    user = new_user(testapp)
     testapp.delete(f"/users/{user['id']}", status=204)
 
     deleted = feed(testapp, start)[-1]
@@ -242,7 +226,7 @@ def test_without_the_counter_row_a_write_fails_rather_than_commit_without_its_ch
 
 
 def test_changes_come_oldest_first_numbered_consecutively(testapp, start):
-    users = [create(testapp, username=f"user{n}", email=f"u{n}@example.com").json for n in range(3)]
+    users = [new_user(testapp, username=f"user{n}", email=f"u{n}@example.com") for n in range(3)]
     testapp.delete(f"/users/{users[1]['id']}", status=204)
 
     changes = feed(testapp, start)
@@ -258,7 +242,7 @@ def test_next_after_is_the_last_seq_of_the_page_or_after_itself_when_the_page_is
     testapp, start
 ):
     for n in range(3):
-        create(testapp, username=f"user{n}", email=f"u{n}@example.com")
+        new_user(testapp, username=f"user{n}", email=f"u{n}@example.com")
 
     def next_after(**params):
         return testapp.get("/changes", params).json["next_after"]
@@ -274,7 +258,7 @@ def test_next_after_is_the_last_seq_of_the_page_or_after_itself_when_the_page_is
 
 def test_polling_with_next_after_visits_every_change_exactly_once(testapp, start):
     for n in range(7):
-        create(testapp, username=f"user{n}", email=f"u{n}@example.com")
+        new_user(testapp, username=f"user{n}", email=f"u{n}@example.com")
     seen, after = [], start
     for _ in range(10):  # bounded: 7 changes in pages of 3 take 4 polls
         page = testapp.get("/changes", {"after": after, "limit": 3}).json
@@ -288,7 +272,7 @@ def test_polling_with_next_after_visits_every_change_exactly_once(testapp, start
 
 def test_after_defaults_to_zero_and_limit_to_100(testapp, start):
     for n in range(101):
-        create(testapp, username=f"user{n:03}", email=f"u{n}@example.com")
+        new_user(testapp, username=f"user{n:03}", email=f"u{n}@example.com")
 
     assert testapp.get("/changes").json == testapp.get("/changes?after=0&limit=100").json
     page = testapp.get(f"/changes?after={start}").json
@@ -326,8 +310,8 @@ def test_limit_1000_is_allowed(testapp, start):
     }
 
 
-def test_a_poll_is_one_range_scan_of_seq_and_counts_nothing(testapp, start, executed_sql):  # noqa: F811
-    create(testapp)
+def test_a_poll_is_one_range_scan_of_seq_and_counts_nothing(testapp, start, executed_sql):
+    new_user(testapp)
     executed_sql.clear()
 
     testapp.get(f"/changes?after={start}")
@@ -350,8 +334,8 @@ def test_openapi_documents_a_change_as_the_feed_returns_it(testapp):
 
 
 def test_rejected_writes_of_every_kind_append_no_change(testapp, start):
-    create(testapp, username="taken", email="taken@example.com")
-    user = create(testapp).json
+    new_user(testapp, username="taken", email="taken@example.com")
+    user = new_user(testapp)
     url = f"/users/{user['id']}"
     [_, last] = feed(testapp, start)
 
@@ -426,7 +410,7 @@ def client(app_settings, token, empty_tables):
     [("/test/raise", 500), ("/test/return-400", 400), ("/test/conflict-always", 503)],
 )
 def test_a_request_that_records_a_change_and_then_fails_appends_none(client, path, status):
-    start = head(client)
+    start = feed_head(client)
 
     client.post(path, status=status)
 
@@ -435,7 +419,7 @@ def test_a_request_that_records_a_change_and_then_fails_appends_none(client, pat
 
 
 def test_a_replayed_attempt_appends_only_the_changes_of_the_attempt_that_committed(client):
-    start = head(client)
+    start = feed_head(client)
 
     response = client.post("/test/conflict-once", status=200)
 

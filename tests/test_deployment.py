@@ -8,8 +8,10 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.paster import get_appsettings
 
 import myservice
-from tests.conftest import ROOT
-from tests.support.servers import call, running_production_server, unique
+from tests.support.client import call
+from tests.support.factories import unique
+from tests.support.paths import ROOT
+from tests.support.servers import running_production_server
 
 
 def settings_of(ini):
@@ -73,14 +75,14 @@ def test_pool_pre_ping_is_read_as_a_boolean(value, expected):
     assert engine.pool._pre_ping is expected
 
 
-def test_postgresql_sessions_run_in_utc_and_keep_the_options_the_url_names(db_url, is_postgres):
+def test_postgresql_sessions_run_in_utc_and_keep_the_options_the_url_names(
+    db_url, postgres_only
+):
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
     from myservice.data.db import make_engine
 
-    if not is_postgres:
-        pytest.skip("a PostgreSQL session setting (CI runs it)")
     url = make_url(db_url).update_query_dict({"options": "-c application_name=from-the-url"})
     engine = make_engine({"sqlalchemy.url": url.render_as_string(hide_password=False)})
     try:

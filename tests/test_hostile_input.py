@@ -24,11 +24,12 @@ from sqlalchemy.exc import IntegrityError
 
 from myservice.data.models import MAX_ID, Base
 from myservice.data.models.token import TOKENS
-from tests.conftest import short_lived_engine
-from tests.support.servers import VALID_REQUEST_ID, Reply, call, unique
-from tests.support.servers import assert_problem as assert_server_problem
-from tests.test_http_server import assert_closed, authorization, connect, head, read_reply
-from tests.test_users import assert_problem
+from tests.support.client import Reply, call
+from tests.support.contract import VALID_REQUEST_ID
+from tests.support.database import short_lived_engine
+from tests.support.factories import unique, user_body
+from tests.support.problems import assert_problem
+from tests.support.raw_http import assert_closed, authorization, connect, head, read_reply
 
 #: What no response may show: a traceback, a source path, SQL, a library, a Python class name.
 INTERNALS = re.compile(
@@ -435,8 +436,7 @@ def send_until_answered(sock, size):
 
 
 def new_user_body():
-    name = unique("raw")
-    return json.dumps({"username": name, "email": f"{name}@example.org"}).encode()
+    return json.dumps(user_body()).encode()
 
 
 def post_user(server, *headers):
@@ -469,7 +469,7 @@ def test_a_10_mb_body_is_refused_413_while_it_is_sent_and_stores_nothing(
     with stores_nothing(server_database):
         reply = exchange(server, request, stream=size)
 
-    assert_server_problem(reply, 413)
+    assert_problem(reply, 413)
     assert reply.headers["Connection"] == "close"
 
 
@@ -496,7 +496,7 @@ def test_a_content_length_that_is_not_one_number_is_refused_and_stores_nothing(
     with stores_nothing(server_database):
         reply = exchange(server, post_user(server, *declared) + body)
 
-    assert_server_problem(reply, status)
+    assert_problem(reply, status)
     assert reply.headers["Connection"] == "close"
 
 
@@ -505,7 +505,7 @@ def test_a_content_length_shorter_than_the_body_cuts_it_to_a_400(server, server_
     with stores_nothing(server_database):
         reply = exchange(server, post_user(server, f"Content-Length: {len(body) - 1}") + body)
 
-    assert "not valid JSON" in assert_server_problem(reply, 400)["detail"]
+    assert "not valid JSON" in assert_problem(reply, 400)["detail"]
 
 
 def test_a_body_shorter_than_its_content_length_is_never_served_and_stores_nothing(
@@ -552,7 +552,7 @@ def test_a_bare_cr_lf_or_nul_inside_a_header_is_400_and_injects_nothing(
     with stores_nothing(server_database):
         reply = exchange(server, request)
 
-    assert_server_problem(reply, 400)
+    assert_problem(reply, 400)
     assert INJECTED not in reply.headers
 
 
@@ -594,4 +594,4 @@ def test_nul_or_invalid_utf8_in_the_path_is_a_4xx_and_stores_nothing(
     with stores_nothing(server_database):
         reply = exchange(server, head("PUT", path.format(**rows), authorization(server)))
 
-    assert_server_problem(reply, status)
+    assert_problem(reply, status)

@@ -7,9 +7,10 @@ import pytest
 from sqlalchemy import select
 
 from myservice.data.models import User
-from tests.conftest import ROOT, short_lived_engine
+from tests.support.database import short_lived_engine
+from tests.support.factories import unique
+from tests.support.paths import ROOT
 from tests.support.processes import venv_command
-from tests.support.servers import unique
 
 
 def pshell(ini, db_url, *commands):

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -20,17 +19,12 @@ from sqlalchemy import event, select, update
 from myservice.data.db import SQLITE_BUSY_TIMEOUT_MS
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import LAST_USED_RESOLUTION, TOKENS, revoke_token
-from tests.conftest import (
-    ROOT,
-    app_with_views,
-    bearer,
-    new_token,
-    short_lived_engine,
-    with_token,
-)
-from tests.support.servers import call
-from tests.test_openapi import served_operations
-from tests.test_users import ADA, assert_problem, create
+from tests.support.app import app_with_views, served_operations, with_token
+from tests.support.client import bearer, call
+from tests.support.database import new_token, short_lived_engine
+from tests.support.factories import ADA, new_user, unique
+from tests.support.paths import ROOT
+from tests.support.problems import assert_problem
 
 #: /metrics is public to its own host in its default mode (tests/test_metrics.py: who may scrape).
 PUBLIC = {
@@ -43,23 +37,19 @@ PUBLIC = {
 CHALLENGE = 'Bearer realm="myservice"'
 
 
-def named(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
 @pytest.fixture
 def read_only(db_url):
-    return new_token(db_url, named("read-only"), ["read"])
+    return new_token(db_url, unique("read-only"), ["read"])
 
 
 @pytest.fixture
 def write_only(db_url):
-    return new_token(db_url, named("write-only"), ["write"])
+    return new_token(db_url, unique("write-only"), ["write"])
 
 
 @pytest.fixture
 def revoked(db_url):
-    name = named("revoked")
+    name = unique("revoked")
     secret = new_token(db_url, name, ["read", "write"])
     with short_lived_engine(db_url) as engine, engine.begin() as connection:
         revoke_token(connection, name)
@@ -68,7 +58,7 @@ def revoked(db_url):
 
 @pytest.fixture
 def expired(db_url):
-    return new_token(db_url, named("expired"), ["read", "write"], utcnow() - timedelta(seconds=1))
+    return new_token(db_url, unique("expired"), ["read", "write"], utcnow() - timedelta(seconds=1))
 
 
 def assert_unauthorized(response, error=None):
@@ -143,7 +133,7 @@ def test_a_refused_write_leaves_no_trace(testapp, anonymous):
 
 
 def test_a_read_only_token_reads_but_cannot_write(read_only, testapp):
-    user = create(testapp).json
+    user = new_user(testapp)
     testapp.get(f"/users/{user['id']}", headers=bearer(read_only), status=200)
     response = testapp.patch_json(
         f"/users/{user['id']}", {"full_name": "x"}, headers=bearer(read_only), status=403
@@ -257,7 +247,7 @@ def test_last_used_is_written_at_most_once_a_minute(testapp, app, statements):
 
 
 def test_the_same_idempotency_key_from_two_tokens_is_two_requests(testapp, db_url):
-    other = new_token(db_url, named("other"), ["read", "write"])
+    other = new_token(db_url, unique("other"), ["read", "write"])
     key = {"Idempotency-Key": "shared-key"}
     first = testapp.post_json("/users", ADA, headers=key, status=201)
     body = {"username": "grace", "email": "grace@example.com"}
@@ -329,7 +319,7 @@ def myservice_token(db_url, *args):
 
 
 def test_the_command_creates_a_token_that_works_and_lists_and_revokes_it(db_url, app):
-    name = named("cli")
+    name = unique("cli")
     created = myservice_token(
         db_url, "create", "development.ini", "--name", name, "--scope", "read"
     )
@@ -353,7 +343,7 @@ def test_the_command_creates_a_token_that_works_and_lists_and_revokes_it(db_url,
 
 
 def test_the_command_sets_an_expiry(db_url):
-    name = named("expiring")
+    name = unique("expiring")
     args = ("create", "development.ini", "--name", name, "--scope", "read", "--expires-in", "30d")
     assert myservice_token(db_url, *args).returncode == 0
     with short_lived_engine(db_url) as engine, engine.connect() as connection:
@@ -383,7 +373,7 @@ def test_bad_arguments_give_a_one_line_error_and_a_failing_status(db_url, args, 
 
 
 def test_a_read_through_the_real_server_notes_the_tokens_use(server, db_url):
-    name = named("noted")
+    name = unique("noted")
     secret = new_token(db_url, name, ["read"])
 
     reply = call(server, "GET", "/users?limit=1", headers=bearer(secret))
@@ -418,7 +408,7 @@ NEVER_WAITS = SQLITE_BUSY_TIMEOUT_MS / 1000 / 2
 
 
 def test_a_read_never_waits_to_note_its_tokens_use(server, db_url):
-    name = named("busy")
+    name = unique("busy")
     secret = new_token(db_url, name, ["read"])
 
     with token_row_held(db_url, name):

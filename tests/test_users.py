@@ -1,36 +1,13 @@
 """The /users contract, row by row."""
 
-from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import event
 
 from myservice.api.pagination import cursor_serializer
-
-#: The members of a user, as API.md lists them.
-USER_FIELDS = {"id", "username", "email", "full_name", "created_at", "updated_at", "version"}
-
-ADA = {"username": "Ada", "email": "Ada@Example.com", "full_name": "Ada Lovelace"}
-
-
-def create(testapp, **fields):
-    body = {"username": "grace", "email": "grace@example.com", **fields}
-    return testapp.post_json("/users", body, status=201)
-
-
-def instant(timestamp):
-    """An API timestamp as a datetime, to compare: as text "...:37Z" sorts after "...:37.5Z"."""
-    return datetime.fromisoformat(timestamp)
-
-
-def assert_problem(response, status):
-    assert response.status_code == status
-    assert response.content_type == "application/problem+json"
-    assert response.json["status"] == status
-    assert response.json["type"] and response.json["title"]
-    return response.json
-
+from tests.support.contract import USER_FIELDS, instant
+from tests.support.factories import ADA, new_user
+from tests.support.problems import assert_problem
 
 # -- POST /users ---------------------------------------------------------------------------
 
@@ -51,11 +28,11 @@ def test_create_returns_201_the_user_its_location_and_etag(testapp):
 
 
 def test_create_defaults_full_name_to_empty(testapp):
-    assert create(testapp).json["full_name"] == ""
+    assert new_user(testapp)["full_name"] == ""
 
 
 def test_create_with_a_null_full_name_takes_the_default(testapp):
-    assert create(testapp, full_name=None).json["full_name"] == ""
+    assert new_user(testapp, full_name=None)["full_name"] == ""
 
 
 def test_created_user_is_found_again(testapp):
@@ -163,7 +140,7 @@ def test_get_with_an_id_that_cannot_exist_is_404(testapp, path):
 
 
 def test_get_carries_the_etag_and_if_none_match_gives_304(testapp):
-    user = create(testapp).json
+    user = new_user(testapp)
     response = testapp.get(f"/users/{user['id']}")
     assert response.headers["ETag"] == '"1"'
     not_modified = testapp.get(f"/users/{user['id']}", headers={"If-None-Match": '"1"'}, status=304)
@@ -174,7 +151,7 @@ def test_get_carries_the_etag_and_if_none_match_gives_304(testapp):
 
 
 def test_head_of_a_user_answers_like_get_without_a_body(testapp):
-    user = create(testapp).json
+    user = new_user(testapp)
     response = testapp.head(f"/users/{user['id']}", status=200)
     assert response.body == b""
     assert response.headers["ETag"] == '"1"'
@@ -184,7 +161,7 @@ def test_head_of_a_user_answers_like_get_without_a_body(testapp):
 
 
 def test_patch_changes_the_given_fields_and_bumps_the_version(testapp):
-    user = create(testapp, full_name="Grace").json
+    user = new_user(testapp, full_name="Grace")
     response = testapp.patch_json(f"/users/{user['id']}", {"full_name": "Grace Hopper"})
     patched = response.json
     assert patched["full_name"] == "Grace Hopper"
@@ -197,7 +174,7 @@ def test_patch_changes_the_given_fields_and_bumps_the_version(testapp):
 
 
 def test_patch_accepts_merge_patch_json(testapp):
-    user = create(testapp).json
+    user = new_user(testapp)
     response = testapp.patch(
         f"/users/{user['id']}",
         b'{"username": "Hopper"}',
@@ -207,28 +184,28 @@ def test_patch_accepts_merge_patch_json(testapp):
 
 
 def test_patch_with_null_full_name_resets_it(testapp):
-    user = create(testapp, full_name="Grace").json
+    user = new_user(testapp, full_name="Grace")
     patched = testapp.patch_json(f"/users/{user['id']}", {"full_name": None}).json
     assert patched["full_name"] == ""
 
 
 def test_patch_with_null_username_or_email_is_422(testapp):
-    user = create(testapp).json
+    user = new_user(testapp)
     for field in ("username", "email"):
         response = testapp.patch_json(f"/users/{user['id']}", {field: None}, status=422)
         assert response.json["errors"][0]["pointer"] == f"/{field}"
 
 
 def test_patch_with_nothing_to_change_keeps_the_version(testapp):
-    user = create(testapp).json
+    user = new_user(testapp)
     assert testapp.patch_json(f"/users/{user['id']}", {}).json["version"] == 1
     same = {"username": user["username"], "email": user["email"]}
     assert testapp.patch_json(f"/users/{user['id']}", same).json["version"] == 1
 
 
 def test_patch_to_a_taken_username_is_409_and_changes_nothing(testapp):
-    create(testapp, username="taken", email="taken@example.com")
-    user = create(testapp).json
+    new_user(testapp, username="taken", email="taken@example.com")
+    user = new_user(testapp)
     response = testapp.patch_json(
         f"/users/{user['id']}", {"username": "TAKEN", "full_name": "x"}, status=409
     )
@@ -237,13 +214,13 @@ def test_patch_to_a_taken_username_is_409_and_changes_nothing(testapp):
 
 
 def test_patch_to_ones_own_email_in_another_case_is_allowed(testapp):
-    user = create(testapp).json
-    patched = testapp.patch_json(f"/users/{user['id']}", {"email": "GRACE@example.com"}).json
-    assert patched["email"] == "GRACE@example.com"
+    user = new_user(testapp, "grace")
+    patched = testapp.patch_json(f"/users/{user['id']}", {"email": "GRACE@example.org"}).json
+    assert patched["email"] == "GRACE@example.org"
 
 
 def test_patch_with_an_invalid_field_is_422_and_changes_nothing(testapp):
-    user = create(testapp).json
+    user = new_user(testapp)
     response = testapp.patch_json(
         f"/users/{user['id']}", {"full_name": "ok", "email": "bad"}, status=422
     )
@@ -256,7 +233,7 @@ def test_patch_of_an_unknown_user_is_404(testapp):
 
 
 def test_patch_with_a_matching_if_match_succeeds(testapp):
-    user = create(testapp).json
+    user = new_user(testapp)
     response = testapp.patch_json(
         f"/users/{user['id']}", {"full_name": "x"}, headers={"If-Match": '"1"'}, status=200
     )
@@ -267,7 +244,7 @@ def test_patch_with_a_matching_if_match_succeeds(testapp):
 
 
 def test_patch_with_a_stale_if_match_is_412_and_changes_nothing(testapp):
-    user = create(testapp).json
+    user = new_user(testapp)
     testapp.patch_json(f"/users/{user['id']}", {"full_name": "first"})
     response = testapp.patch_json(
         f"/users/{user['id']}", {"full_name": "second"}, headers={"If-Match": '"1"'}, status=412
@@ -280,7 +257,7 @@ def test_patch_with_a_stale_if_match_is_412_and_changes_nothing(testapp):
 
 
 def test_delete_is_204_and_the_user_is_gone(testapp):
-    user = create(testapp).json
+    user = new_user(testapp)
     response = testapp.delete(f"/users/{user['id']}", status=204)
     assert response.body == b""
     testapp.get(f"/users/{user['id']}", status=404)
@@ -288,7 +265,7 @@ def test_delete_is_204_and_the_user_is_gone(testapp):
 
 
 def test_delete_with_a_stale_if_match_is_412_and_keeps_the_user(testapp):
-    user = create(testapp).json
+    user = new_user(testapp)
     testapp.patch_json(f"/users/{user['id']}", {"full_name": "x"})
     testapp.delete(f"/users/{user['id']}", headers={"If-Match": '"1"'}, status=412)
     testapp.get(f"/users/{user['id']}", status=200)
@@ -409,24 +386,8 @@ def test_a_cursor_signed_with_another_secret_is_400(testapp, app_settings):
 
 
 def test_a_new_user_was_updated_when_it_was_created(testapp):
-    user = create(testapp).json
+    user = new_user(testapp)
     assert user["updated_at"] == user["created_at"]
-
-
-@pytest.fixture
-def executed_sql(app):
-    """The (statement, parameters) the app sends to the database while the test runs, but for
-    the authentication's (its look-up of the token)."""
-    executed = []
-    engine = app.registry["dbsession_factory"].kw["bind"]
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        if "api_tokens" not in statement:
-            executed.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", record)
-    yield executed
-    event.remove(engine, "before_cursor_execute", record)
 
 
 def test_a_page_is_one_keyset_range_scan_never_an_offset(testapp, executed_sql):
@@ -443,7 +404,7 @@ def test_a_page_is_one_keyset_range_scan_never_an_offset(testapp, executed_sql):
 def test_a_patch_that_keeps_username_and_email_does_not_look_for_their_holders(
     testapp, executed_sql
 ):
-    user = create(testapp).json
+    user = new_user(testapp)
     executed_sql.clear()
     testapp.patch_json(f"/users/{user['id']}", {"full_name": "Grace Hopper"})
     assert not [statement for statement, _ in executed_sql if "lower(users.email)" in statement]
@@ -453,9 +414,9 @@ def test_a_patch_that_keeps_username_and_email_does_not_look_for_their_holders(
 
 
 def test_a_create_is_one_insert_and_looks_for_holders_only_when_it_conflicts(testapp, executed_sql):
-    create(testapp, username="ada", email="ada@example.com")
+    new_user(testapp, username="ada", email="ada@example.com")
     executed_sql.clear()
-    create(testapp, username="grace", email="grace@example.com")
+    new_user(testapp, username="grace", email="grace@example.com")
     [insert] = [statement for statement, _ in executed_sql if "users" in statement]
     assert insert.lstrip().upper().startswith("INSERT")
     executed_sql.clear()
@@ -464,8 +425,8 @@ def test_a_create_is_one_insert_and_looks_for_holders_only_when_it_conflicts(tes
 
 
 def test_a_create_whose_username_and_email_are_both_taken_names_both(testapp):
-    create(testapp, username="ada", email="ada@example.com")
-    create(testapp, username="grace", email="grace@example.com")
+    new_user(testapp, username="ada", email="ada@example.com")
+    new_user(testapp, username="grace", email="grace@example.com")
     response = testapp.post_json(
         "/users", {"username": "Ada", "email": "GRACE@example.com"}, status=409
     )

@@ -1,8 +1,11 @@
-"""The real server in a subprocess: ``pserve`` of an ini file on a free port of 127.0.0.1.
+"""Child processes for tests and for ``make bench``: a command started with its output in a
+file, ready within a deadline (or a ``SetupError`` that says why, with the log's tail), and
+always stopped; ``pserve`` of an ini file on a free port of 127.0.0.1, ready when GET /health
+answers; the ini file a copy of one of the project's with its ``listen`` line (and any other
+line named) replaced.
 
-Shared by the benchmark and by the tests that need real sockets: only the ``listen`` line of the
-ini differs, the log goes to a file, GET /health must answer within a deadline, and the server
-is always stopped.
+Tests use it through ``tests.support.servers`` and ``tests.support.pgbouncer``; bench/ imports
+it directly (the benchmark may use test support, never the other way round).
 """
 
 import http.client
@@ -17,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-class BenchError(Exception):
-    """The server could not be set up; the message says why."""
-
-
-# -- the server ----------------------------------------------------------------------------
+class SetupError(Exception):
+    """Something a run needs could not be set up; the message says why (``make bench`` prints
+    it, a test fails with it)."""
 
 
 @dataclass
-class Server:
+class ServedProcess:
+    """A process serving HTTP on ``port`` of 127.0.0.1, its output in ``log_path``."""
+
     process: subprocess.Popen
     port: int
     log_path: Path
@@ -41,7 +44,7 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def write_ini(source, directory, port, overrides=None, *, name="bench.ini", edit=None):
+def write_ini(source, directory, port, overrides=None, *, name="served.ini", edit=None):
     """A copy of ``source`` in ``directory`` that listens on ``port``.
 
     ``overrides`` maps setting names to values for lines the source already has (one each).
@@ -49,13 +52,13 @@ def write_ini(source, directory, port, overrides=None, *, name="bench.ini", edit
     ``edit``, when given, changes the text first (e.g. to serve another app).
     """
     if not source.is_file():
-        raise BenchError(f"no {source}: run from a checkout, or name the ini file with --ini")
+        raise SetupError(f"no {source}: run from a checkout, or name the ini file with --ini")
     text = source.read_text(encoding="utf-8")
     text = edit(text) if edit else text
     for setting, value in {"listen": f"127.0.0.1:{port}", **(overrides or {})}.items():
         text, replaced = re.subn(rf"(?m)^{re.escape(setting)}\s*=.*$", f"{setting} = {value}", text)
         if replaced != 1:
-            raise BenchError(f"{source} has no single '{setting} = ...' line to replace")
+            raise SetupError(f"{source} has no single '{setting} = ...' line to replace")
     text = text.replace("%(here)s", str(source.resolve().parent).replace("%", "%%"))
     ini = directory / name
     ini.write_text(text, encoding="utf-8")
@@ -67,25 +70,12 @@ def venv_command(name):
     beside = Path(sys.executable).with_name(name)
     found = str(beside) if beside.exists() else shutil.which(name)
     if found is None:
-        raise BenchError(f"cannot find the {name} command")
+        raise SetupError(f"cannot find the {name} command")
     return found
 
 
-def migrate(ini, env):
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"],
-        env=env,
-        cwd=ini.parent,
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        last_lines = "\n".join(result.stderr.splitlines()[-15:])
-        raise BenchError(f"alembic upgrade head failed:\n{last_lines}")
-
-
 @contextmanager
-def running_server(ini, env, port, startup_seconds, command=None):
+def serving(ini, env, port, startup_seconds, command=None):
     """``pserve ini`` (or ``command``) answering GET /health, terminated when the block ends,
     however it ends."""
     log_path = ini.with_suffix(".log")
@@ -99,13 +89,13 @@ def running_server(ini, env, port, startup_seconds, command=None):
         env=env,
         cwd=ini.parent,
     ) as process:
-        yield Server(process, port, log_path)
+        yield ServedProcess(process, port, log_path)
 
 
 @contextmanager
 def running_process(command, log_path, ready, seconds, *, waiting_for, **popen):
     """``command`` (``popen``: Popen's arguments) with its output in ``log_path``, once
-    ``ready()`` is true (within ``seconds``, else BenchError naming what it was ``waiting_for``);
+    ``ready()`` is true (within ``seconds``, else SetupError naming what it was ``waiting_for``);
     terminated when the block ends, however it ends."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -123,13 +113,13 @@ def wait_until_ready(process, log_path, ready, seconds, waiting_for):
     while time.monotonic() < deadline:
         if process.poll() is not None:
             name = Path(process.args[0]).name
-            raise BenchError(
+            raise SetupError(
                 f"{name} exited with status {process.returncode}:\n{log_tail(log_path)}"
             )
         if ready():
             return
         time.sleep(0.1)
-    raise BenchError(f"waited {seconds:g}s for {waiting_for}, in vain:\n{log_tail(log_path)}")
+    raise SetupError(f"waited {seconds:g}s for {waiting_for}, in vain:\n{log_tail(log_path)}")
 
 
 def health_answers(port):
@@ -158,13 +148,3 @@ def log_tail(path, lines=20):
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no server log)"
-
-
-def memory_kib(pid):
-    """``VmRSS`` and ``VmHWM`` (peak RSS) of ``pid`` in KiB, from /proc; empty off Linux."""
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except OSError:
-        return {}
-    fields = dict(line.split(":", 1) for line in lines if ":" in line)
-    return {name: int(fields[name].split()[0]) for name in ("VmRSS", "VmHWM") if name in fields}

@@ -1,5 +1,6 @@
 """The fixtures: the real app from ``main()``, over a database migrated by the real ``alembic
-upgrade head``. Helpers live in ``tests/support``; only fixtures live here.
+upgrade head``. Helpers live in ``tests/support``; only fixtures live here, at the root, so
+that the tests of the benchmark's own code beside it (``bench/test_*.py``) have them too.
 
 The suite runs on a fresh SQLite file by default and on ``TEST_DATABASE_URL`` when it is set
 (whose tables it drops and re-creates). Per-test isolation: each test's requests run inside one

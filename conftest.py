@@ -13,6 +13,7 @@ import os
 import secrets
 
 import pytest
+import webtest
 from pyramid.paster import get_appsettings
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
@@ -29,6 +30,7 @@ from tests.support.database import (
     new_token,
     short_lived_engine,
 )
+from tests.support.feed import feed_head
 from tests.support.paths import DEVELOPMENT_INI
 from tests.support.servers import running_server
 from tests.support.views import TEST_VIEWS
@@ -114,6 +116,12 @@ def testapp(app, token):
 
 
 @pytest.fixture
+def anonymous(testapp):
+    """The test's app (``testapp``), its requests without any ``Authorization`` header."""
+    return webtest.TestApp(testapp.app)
+
+
+@pytest.fixture
 def empty_tables(db_url):
     """For tests whose requests really commit: delete every row they left behind."""
     yield
@@ -166,3 +174,10 @@ def views_app(app_settings):
 @pytest.fixture
 def views_client(views_app, token):
     return with_token(views_app, token)
+
+
+@pytest.fixture
+def feed_start(testapp):
+    """The seq of the change feed's last change before the test (tests that really commit may
+    have left some)."""
+    return feed_head(testapp)

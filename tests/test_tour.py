@@ -127,8 +127,8 @@ def test_the_tour_deletes_what_it_created_and_runs_again(fresh_server, empty_dat
 def test_the_tour_stops_at_the_first_step_that_answers_otherwise(fresh_server, tmp_path):
     """The script's own check: a step expecting another status ends the run with exit 1."""
     wrong = TOUR.read_text(encoding="utf-8").replace(
-        "call 304 GET \"/users/$ada\" -H 'If-None-Match: \"1\"'",
-        "call 304 GET \"/users/$ada\" -H 'If-None-Match: \"2\"'",
+        'call 304 GET "/users/$ada" -H \'If-None-Match: "1"\'',
+        'call 304 GET "/users/$ada" -H \'If-None-Match: "2"\'',
     )
     assert wrong != TOUR.read_text(encoding="utf-8")
     (tmp_path / "tour.sh").write_text(wrong, encoding="utf-8")

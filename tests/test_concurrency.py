@@ -22,7 +22,6 @@ STORM_REQUESTS = 240
 STORM_CLIENTS = 8
 
 
-
 def test_40_clients_joining_a_group_of_10_give_exactly_10_members(server, db_url):
     group = new_group(server, max_members=10)
     user_ids = new_users(server, 40)

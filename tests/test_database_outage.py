@@ -13,7 +13,6 @@ problem, not a hang and not a 500; when it returns, the service recovers without
 The requests really commit, so the users they create are deleted at the end.
 """
 
-
 import pytest
 from sqlalchemy import delete
 from sqlalchemy.engine import make_url

@@ -75,9 +75,7 @@ def test_pool_pre_ping_is_read_as_a_boolean(value, expected):
     assert engine.pool._pre_ping is expected
 
 
-def test_postgresql_sessions_run_in_utc_and_keep_the_options_the_url_names(
-    db_url, postgres_only
-):
+def test_postgresql_sessions_run_in_utc_and_keep_the_options_the_url_names(db_url, postgres_only):
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 

@@ -6,11 +6,12 @@ INI    ?= development.ini
 # The token `make run` creates on first start (and `make clean` deletes with the database).
 DEV_TOKEN = .dev-token
 # Debian packages the tests run, named by their binaries (each package is named after its
-# binary): tests/test_docs_page.py's browser, chromium (never a browser build of its own), and
-# tests/test_pgbouncer.py's pgbouncer.
+# binary): tests/test_docs_page.py's browser, chromium (never a browser build of its own),
+# tests/test_pgbouncer.py's pgbouncer, and curl, which docs/tour.sh calls (tests/test_tour.py).
 CHROMIUM = /usr/bin/chromium
 PGBOUNCER = /usr/sbin/pgbouncer
-TEST_BINARIES = $(CHROMIUM) $(PGBOUNCER)
+CURL = /usr/bin/curl
+TEST_BINARIES = $(CHROMIUM) $(PGBOUNCER) $(CURL)
 SUDO    = $(if $(filter 0,$(shell id -u)),,sudo)
 AUDIT_VENV ?= .venv-audit
 
@@ -29,7 +30,7 @@ test: $(VENV)/.installed-testing  ## the whole suite (SQLite, or TEST_DATABASE_U
 migrate: $(VENV)/.installed
 	$(BIN)/alembic -c $(INI) upgrade head
 
-bench: $(VENV)/.installed-bench  ## myservice against a bare baseline (see README); BENCH_ARGS=--quick
+bench: $(VENV)/.installed-bench  ## myservice against a bare baseline (docs/performance.md); BENCH_ARGS=--quick
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 audit: $(AUDIT_VENV)/.installed  ## pip-audit over constraints.txt; exit 2 unless every pin was checked

@@ -33,9 +33,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 from bench import auth, bulk, compare, database, feed, inprocess, report, served
-from bench.server import BenchError, free_port, migrate, running_server, write_ini
+from bench.server import migrate
 from bench.variants import baseline_editor, variants
 from bench.wrk import ensure_wrk
+from tests.support.processes import SetupError as BenchError
+from tests.support.processes import free_port, write_ini
+from tests.support.processes import serving as running_server
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

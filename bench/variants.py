@@ -9,8 +9,8 @@ import configparser
 import re
 from dataclasses import dataclass
 
-from bench.server import BenchError
 from myservice.edge.server import OWN_OPTIONS
+from tests.support.processes import SetupError as BenchError
 
 #: myservice's server runner, which removes waitress's main-loop spin (myservice/server.py).
 SPIN_FREE_USE = "egg:myservice"

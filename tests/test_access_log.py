@@ -9,63 +9,17 @@ race raises it) and that pyramid_retry replays, as it does any transient conflic
 
 import configparser
 import json
-import logging
 import uuid
 from datetime import datetime
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.orm.exc import StaleDataError
 
 from myservice.edge.requestid import JsonLogFormatter
-from tests.conftest import DEVELOPMENT_INI, app_with_views, collected_log, with_token
-from tests.realserver import call, running_server
-
-
-def conflict_on_the_first_attempt(request):
-    if request.environ["retry.attempt"] == 0:
-        raise StaleDataError("UPDATE statement on table 'users' expected to update 1 row")
-    return {"attempt": request.environ["retry.attempt"] + 1}
-
-
-def conflict_on_every_attempt(request):
-    raise StaleDataError("UPDATE statement on table 'users' expected to update 1 row")
-
-
-def log_from_the_view(request):
-    logging.getLogger("myservice.test").warning("something the view noticed")
-    return {"ok": True}
-
-
-#: Personal data that a failing statement was given: no log line may show it.
-SECRET_EMAIL = "renee.secret@example.org"
-
-
-def fail_a_statement_with_personal_data(request):
-    """A bug: a statement that fails after it was sent, with an email bound to it."""
-    request.dbsession.execute(
-        text("SELECT id FROM no_such_table WHERE email = :email"), {"email": SECRET_EMAIL}
-    )
-
-
-#: Views that only these tests (and tests/test_metrics.py) need.
-TEST_VIEWS = {
-    "/test/conflict-once": conflict_on_the_first_attempt,
-    "/test/conflict-always": conflict_on_every_attempt,
-    "/test/log": log_from_the_view,
-    "/test/failing-statement": fail_a_statement_with_personal_data,
-}
-
-
-@pytest.fixture(scope="module")
-def views_app(app_settings):
-    """The service plus ``TEST_VIEWS``, over the session's database (nothing here writes)."""
-    return app_with_views(app_settings, TEST_VIEWS)
-
-
-@pytest.fixture
-def views_client(views_app, token):
-    return with_token(views_app, token)
+from tests.support.app import collected_log
+from tests.support.client import call
+from tests.support.paths import DEVELOPMENT_INI
+from tests.support.servers import running_server
+from tests.support.views import SECRET_EMAIL
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ import pytest
 from pyramid.exceptions import ConfigurationError
 
 import myservice
-from tests.conftest import ROOT, rolled_back, with_token
-from tests.test_users import assert_problem
+from tests.support.app import rolled_back, with_token
+from tests.support.paths import ROOT
+from tests.support.problems import assert_problem
 
 #: Two strong secrets: the one that signed the cursors in flight, and the one that replaces it.
 OLD_SECRET = "old-cursor-secret-7Kq2mXv9Lp4Rz8Wn3Bt6"

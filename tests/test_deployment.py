@@ -8,8 +8,11 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.paster import get_appsettings
 
 import myservice
-from tests.conftest import PRODUCTION_SECRET, ROOT, bearer, new_token
-from tests.realserver import call, running_production_server, unique
+from tests.support.client import bearer, call
+from tests.support.database import new_token
+from tests.support.factories import unique
+from tests.support.paths import ROOT
+from tests.support.servers import PRODUCTION_SECRET, running_production_server
 
 
 def settings_of(ini):
@@ -73,14 +76,12 @@ def test_pool_pre_ping_is_read_as_a_boolean(value, expected):
     assert engine.pool._pre_ping is expected
 
 
-def test_postgresql_sessions_run_in_utc_and_keep_the_options_the_url_names(db_url, is_postgres):
+def test_postgresql_sessions_run_in_utc_and_keep_the_options_the_url_names(db_url, postgres_only):
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
     from myservice.data.db import make_engine
 
-    if not is_postgres:
-        pytest.skip("a PostgreSQL session setting (CI runs it)")
     url = make_url(db_url).update_query_dict({"options": "-c application_name=from-the-url"})
     engine = make_engine({"sqlalchemy.url": url.render_as_string(hide_password=False)})
     try:
@@ -127,20 +128,6 @@ def test_production_ignores_forwarded_headers_from_anyone_but_its_proxy(
         location, user_id = created_location(server)
 
     assert location == f"{server.base_url}/users/{user_id}"
-
-
-def test_the_benchmarks_stock_waitress_takes_production_server_options():
-    from waitress.adjustments import Adjustments
-
-    from bench.variants import baseline_editor
-
-    text = baseline_editor("egg:waitress#main")((ROOT / "production.ini").read_text())
-    parser = configparser.ConfigParser(defaults={"here": "."})
-    parser.read_string(text)
-    server = {k: v for k, v in parser.items("server:main") if k not in parser.defaults()}
-
-    assert server.pop("use") == "egg:waitress#main"
-    Adjustments(**server)  # raises ValueError on an option stock waitress does not know
 
 
 def test_production_serves_metrics_only_to_a_token_with_the_metrics_scope_even_from_localhost(

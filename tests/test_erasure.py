@@ -14,8 +14,10 @@ import pytest
 from sqlalchemy import select
 
 from myservice.data.models import Change, IdempotencyKey
-from tests.conftest import DEVELOPMENT_INI, short_lived_engine
-from tests.realserver import call, unique
+from tests.support.client import call
+from tests.support.database import short_lived_engine
+from tests.support.factories import unique
+from tests.support.paths import DEVELOPMENT_INI
 
 ERASE = Path(sys.executable).with_name("myservice-erase")
 

@@ -3,7 +3,7 @@
 import pytest
 from webob import Request
 
-from tests.test_users import assert_problem
+from tests.support.problems import assert_problem
 
 VALID = b'{"username": "ada", "email": "ada@example.com"}'
 

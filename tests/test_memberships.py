@@ -8,15 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from myservice.data.models import Group, Membership
-from tests.test_users import USER_FIELDS, assert_problem
-
-
-def new_user(testapp, name):
-    return testapp.post_json("/users", {"username": name, "email": f"{name}@example.org"}).json
-
-
-def new_group(testapp, name="Ops", **fields):
-    return testapp.post_json("/groups", {"name": name, **fields}).json
+from tests.support.contract import USER_FIELDS, instant
+from tests.support.factories import new_group, new_user
+from tests.support.problems import assert_problem
 
 
 def member_path(group, user):
@@ -64,7 +58,7 @@ def test_join_bumps_the_groups_version_and_etag(testapp):
     after = testapp.get(f"/groups/{group['id']}")
     assert after.json["version"] == 2
     assert after.headers["ETag"] == '"2"'
-    assert after.json["updated_at"] >= group["updated_at"]
+    assert instant(after.json["updated_at"]) >= instant(group["updated_at"])
     testapp.get(f"/groups/{group['id']}", headers={"If-None-Match": '"1"'}, status=200)
     testapp.patch_json(
         f"/groups/{group['id']}", {"name": "x"}, headers={"If-Match": '"1"'}, status=412

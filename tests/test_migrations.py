@@ -1,17 +1,14 @@
 """The migrations: ``alembic upgrade head`` builds exactly the models' schema, ``downgrade base``
 takes it all away again.
 
-Every test migrates a new, empty database with the real alembic command line (``migrate``): a
-new SQLite file, or on PostgreSQL a new schema of the test database that the URL selects with
-libpq's ``search_path`` option. The session's ``db_url`` database, which other tests use, is
-never touched.
+Every test migrates a new, empty database (conftest's ``empty_database``: a new SQLite file, or
+on PostgreSQL a new schema of the test database) with the real alembic command line
+(``migrate``). The session's ``db_url`` database, which other tests use, is never touched.
 """
 
 import os
-import secrets
 import subprocess
 import sys
-from dataclasses import dataclass
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -19,12 +16,12 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from myservice.data.models import Base, Group, User
 from myservice.data.models.meta import caseless
-from tests.conftest import DEVELOPMENT_INI, ROOT, migrate, short_lived_engine
+from tests.support.database import migrate, short_lived_engine
+from tests.support.paths import DEVELOPMENT_INI, ROOT
 
 #: Every table of the models' schema.
 TABLES = {
@@ -37,34 +34,6 @@ TABLES = {
     "api_tokens",
     "service_mode",
 }
-
-
-@dataclass
-class Database:
-    url: str
-    schema: str | None  # the PostgreSQL schema the URL selects; None on SQLite
-
-    @property
-    def is_sqlite(self):
-        return self.schema is None
-
-
-@pytest.fixture
-def empty_database(db_url, is_postgres, tmp_path):
-    """A new database with nothing in it: a SQLite file, or a PostgreSQL schema of ``db_url``."""
-    if not is_postgres:
-        yield Database(f"sqlite:///{tmp_path / 'empty.sqlite'}", schema=None)
-        return
-    schema = f"mig_{secrets.token_hex(6)}"
-    url = make_url(db_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    with short_lived_engine(db_url) as admin:
-        try:
-            with admin.begin() as connection:
-                connection.execute(text(f"CREATE SCHEMA {schema}"))
-            yield Database(url.render_as_string(hide_password=False), schema=schema)
-        finally:
-            with admin.begin() as connection:
-                connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
 
 
 def query(url, sql, **params):
@@ -262,10 +231,9 @@ def test_upgrade_head_makes_the_database_enforce_names_counts_and_memberships(em
 
 
 def test_on_postgresql_alembic_migrates_the_schema_that_the_url_selects(
-    empty_database, db_url, is_postgres
+    empty_database, db_url, postgres_only
 ):
-    if not is_postgres:
-        pytest.skip("a SQLite database is its file; there is no schema to select")
+    """(A SQLite database is its file: there is no schema to select.)"""
     [(current_schema,)] = query(empty_database.url, "SELECT current_schema()")
     assert current_schema == empty_database.schema
 

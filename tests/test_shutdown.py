@@ -7,26 +7,26 @@ body with 100 Continue), or its transaction waits on a lock the test holds.
 
 import json
 import signal
-import threading
 import time
-import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 
 import pytest
 from sqlalchemy import select, text
 
 from myservice.data.models import User
-from tests.conftest import short_lived_engine
-from tests.realserver import (
-    CLIENT_TIMEOUT,
+from tests.support.client import CLIENT_TIMEOUT, call
+from tests.support.database import short_lived_engine
+from tests.support.factories import user_body
+from tests.support.locks import LockWait
+from tests.support.raw_http import (
     CONTINUE,
     ask_to_continue,
-    call,
     connect,
     read_reply,
-    running_server,
     wait_until_refused,
 )
+from tests.support.servers import running_server
 
 #: graceful_timeout of the servers here, unless a test names another.
 GRACEFUL = 10
@@ -51,8 +51,8 @@ def start(db_url, token, tmp_path, empty_tables):
 
 
 def new_user_body():
-    name = f"late-{uuid.uuid4().hex[:12]}"
-    return name, json.dumps({"username": name, "email": f"{name}@example.org"}).encode()
+    body = user_body()
+    return body["username"], json.dumps(body).encode()
 
 
 def stored_usernames(db_url, *names):
@@ -128,60 +128,34 @@ def test_the_server_exits_at_graceful_timeout_when_a_request_never_completes(sta
 def a_write_waiting_for_a_lock(server, connection):
     """POST /users on a thread while ``connection`` locks the row every write updates (the feed
     counter): inside the block the request waits in its transaction; at its end the lock is
-    released, the thread joined, and the list yielded with the user's name holds the reply, or
-    the error the client met."""
+    released. Yields the user's name and the request's ``Future`` (its reply, or the error the
+    client met)."""
     name, body = new_user_body()
-    outcome = []
-
-    def post():
-        try:
-            outcome.append(call(server, "POST", "/users", json.loads(body), timeout=CLIENT_TIMEOUT))
-        except OSError as error:
-            outcome.append(error)
-
-    thread = threading.Thread(target=post)
     connection.execute(text("SELECT seq FROM feed_counter FOR UPDATE"))  # begins a transaction
-    thread.start()
-    try:
-        wait_until_a_request_waits_for_a_lock(connection)
-        yield name, outcome
-    finally:
-        connection.commit()  # the lock goes, and the request goes on (or is gone)
-        thread.join(timeout=CLIENT_TIMEOUT)
-
-
-def wait_until_a_request_waits_for_a_lock(connection):
-    deadline = time.monotonic() + CLIENT_TIMEOUT
-    while time.monotonic() < deadline:
-        # pg_stat_activity is read once per transaction unless its snapshot is cleared.
-        connection.execute(text("SELECT pg_stat_clear_snapshot()"))
-        waiting = connection.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-            )
-        ).scalar()
-        if waiting:
-            return
-        time.sleep(0.02)
-    pytest.fail("no request came to wait for the lock")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            reply = pool.submit(call, server, "POST", "/users", json.loads(body))
+            LockWait(connection).wait_until_waiting(reply)
+            yield name, reply
+        finally:
+            connection.commit()  # the lock goes, and the request goes on (or is gone)
 
 
 @pytest.fixture
-def postgres_lock(db_url, is_postgres):
-    if not is_postgres:
-        pytest.skip("holds a PostgreSQL row lock across processes (CI runs it)")
+def postgres_lock(db_url, postgres_only):
+    """A connection of the test's own, to hold a PostgreSQL row lock that a server's request
+    waits for (SQLite shows no other process's wait)."""
     with short_lived_engine(db_url) as engine, engine.connect() as connection:
         yield connection
 
 
 def test_a_transaction_waiting_at_sigterm_commits_once_it_can(start, db_url, postgres_lock):
     server = start()
-    with a_write_waiting_for_a_lock(server, postgres_lock) as (name, outcome):
+    with a_write_waiting_for_a_lock(server, postgres_lock) as (name, reply):
         server.process.send_signal(signal.SIGTERM)
         wait_until_refused(server)
 
-    (reply,) = outcome
+    reply = reply.result(timeout=CLIENT_TIMEOUT)
     assert reply.status == 201, reply.body
     assert reply.headers["Connection"] == "close"
     assert stored_usernames(db_url, name) == {name}
@@ -193,10 +167,10 @@ def test_a_transaction_still_waiting_at_graceful_timeout_is_rolled_back(
 ):
     graceful = 1
     server = start(graceful)
-    with a_write_waiting_for_a_lock(server, postgres_lock) as (name, outcome):
+    with a_write_waiting_for_a_lock(server, postgres_lock) as (name, reply):
         server.process.send_signal(signal.SIGTERM)
         assert exit_status_within(server, graceful + CLIENT_TIMEOUT) == 0
 
-    (error,) = outcome
+    error = reply.exception(timeout=CLIENT_TIMEOUT)
     assert isinstance(error, ConnectionError)  # closed without an answer
     assert stored_usernames(db_url, name) == set()  # its transaction never reached COMMIT

@@ -15,16 +15,10 @@ from contextlib import ExitStack, closing
 
 import pytest
 
-from tests.realserver import (
-    CLIENT_TIMEOUT,
-    assert_problem,
-    call,
-    connect,
-    head,
-    read_reply,
-    running_server,
-)
-from tests.test_http_server import assert_closed, assert_server_problem, authorization
+from tests.support.client import CLIENT_TIMEOUT, Reply, call
+from tests.support.problems import assert_problem
+from tests.support.raw_http import assert_closed, authorization, connect, head, read_reply
+from tests.support.servers import running_server
 
 #: The bounds of the tests' servers.
 BOUNDS = {
@@ -103,7 +97,7 @@ def test_clients_trickling_their_heads_cannot_keep_another_client_from_being_ans
         assert reply.status == 200, reply.body
         for trickler in tricklers:
             status, headers, body = trickler.reply()
-            problem = assert_server_problem(status, headers, body, 408)
+            problem = assert_problem(Reply(status, headers, body), 408)
             assert problem["detail"] == "the request head did not arrive within 2 s"
             assert_closed(trickler.sock)
 
@@ -120,7 +114,7 @@ def test_a_body_trickled_below_the_minimum_rate_is_408_and_closed(start, db_url)
     with closing(Trickler(server, opening)) as trickler:
         status, headers, body = trickler.reply()
 
-        problem = assert_server_problem(status, headers, body, 408)
+        problem = assert_problem(Reply(status, headers, body), 408)
         assert problem["detail"] == "the body arrived slower than 1000 bytes/s"
         assert_closed(trickler.sock)
 
@@ -167,7 +161,7 @@ def test_a_trickling_client_does_not_hold_a_graceful_stop(start):
 
         assert server.process.wait(timeout=3 * CLIENT_TIMEOUT) == 0  # long before 60 s
         status, headers, body = trickler.reply()
-        assert_server_problem(status, headers, body, 408)
+        assert_problem(Reply(status, headers, body), 408)
     assert any(
         "stopped: every request in flight was answered" in line for line in server.log_lines()
     )

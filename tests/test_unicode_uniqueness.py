@@ -17,8 +17,9 @@ import pytest
 from sqlalchemy import select
 
 from myservice.data.models import User
-from tests.conftest import DEVELOPMENT_INI, short_lived_engine
-from tests.test_users import assert_problem
+from tests.support.database import short_lived_engine
+from tests.support.paths import DEVELOPMENT_INI
+from tests.support.problems import assert_problem
 
 DECOMPOSED = "rene\u0301e"  # e + COMBINING ACUTE ACCENT
 

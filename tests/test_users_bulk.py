@@ -1,14 +1,16 @@
 """POST /users/bulk: all the users in one transaction, or none of them."""
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import event, insert, select, text
+from sqlalchemy import event, insert, select
 
 from myservice.data.models import User
-from tests.conftest import short_lived_engine, with_token
-from tests.test_users import USER_FIELDS, assert_problem
+from tests.support.app import with_token
+from tests.support.contract import USER_FIELDS
+from tests.support.database import short_lived_engine
+from tests.support.locks import LockWait
+from tests.support.problems import assert_problem
 
 
 def users(count, start=0):
@@ -152,39 +154,28 @@ def test_a_rejected_bulk_create_commits_nothing(committing_app, db_url):
     assert committed_usernames(db_url) == []
 
 
-def wait_until_a_request_waits_for_a_lock(db_url):
-    """PostgreSQL: poll (bounded) until some session of the database waits for a lock."""
-    with short_lived_engine(db_url) as engine, engine.connect() as connection:
-        for _ in range(1000):
-            waiting = connection.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-            if waiting:
-                return
-            connection.rollback()  # pg_stat_activity is a snapshot per transaction
-            threading.Event().wait(0.01)
-    pytest.fail("no request came to wait for the lock")
-
-
 def test_a_username_committed_while_a_bulk_create_waits_is_a_409_naming_its_user(
-    committing_app, db_url, is_postgres
+    committing_app, app, db_url
 ):
     """On PostgreSQL the bulk INSERT waits on the racer's row and its SAVEPOINT catches the
     violation; on SQLite the bulk request waits for the write lock at BEGIN IMMEDIATE, so the
     clash query finds the committed racer instead. Either way: a 409 naming the user."""
     racer = {"username": "bulk0001", "email": "racer@example.org", "version": 1}
-    with short_lived_engine(db_url) as engine, engine.connect() as other:
+    app_engine = app.registry["dbsession_factory"].kw["bind"]
+    with (
+        short_lived_engine(db_url) as engine,
+        engine.connect() as other,
+        LockWait(other, app_engine) as lock_wait,
+    ):
         transaction = other.begin()
         other.execute(insert(User).values(**racer))  # holds the username (and, on SQLite, the
         with ThreadPoolExecutor(max_workers=1) as pool:  # write lock) until it commits
             reply = pool.submit(
                 committing_app.post_json, "/users/bulk", {"users": users(3)}, status=409
             )
-            if is_postgres:  # the INSERT waits on the unique index: the IntegrityError path
-                wait_until_a_request_waits_for_a_lock(db_url)
+            # PostgreSQL: the INSERT waits on the unique index (the IntegrityError path);
+            # SQLite: BEGIN IMMEDIATE waits for the write lock.
+            lock_wait.wait_until_waiting(reply)
             transaction.commit()
             problem = assert_problem(reply.result(timeout=20), 409)
     assert problem["errors"] == [{"pointer": "/users/1/username", "detail": "username is taken"}]

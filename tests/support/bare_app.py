@@ -29,5 +29,5 @@ def app(environ, start_response):
 
 
 def main(global_config, **settings):
-    """The ``paste.app_factory`` (``use = call:bench.bare_app:main``)."""
+    """The ``paste.app_factory`` (``use = call:tests.support.bare_app:main``)."""
     return app

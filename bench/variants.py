@@ -1,14 +1,17 @@
-"""What is served: myservice from production.ini as shipped, and the baseline on each server.
+"""What is served: myservice from production.ini as shipped, the baseline on each server, and
+the peers (``bench/peers/``) on theirs.
 
-Every variant is production.ini with its ``listen`` line pointed at a free local port; the
-baseline's only changes are its ``[app:main]`` (``bench.baseline``, a pool as large as the
-server's thread count) and, for "spin removed", the server runner of ``[server:main]``.
+myservice and the baseline are production.ini with its ``listen`` line pointed at a free local
+port; the baseline's only changes are its ``[app:main]`` (``bench.baseline``, a pool as large
+as the server's thread count) and, for "spin removed", the server runner of ``[server:main]``.
+The peers are started as their own documentation starts them (``bench.peers.serve``).
 """
 
 import configparser
 import re
 from dataclasses import dataclass
 
+from bench.peers.serve import PEERS
 from bench.server import BenchError
 from myservice.server import OWN_OPTIONS
 
@@ -21,12 +24,13 @@ SPIN_FREE_KEY = "base-nospin"
 class Variant:
     key: str  # short name in tables and JSON
     description: str
-    app: str  # "myservice" or "baseline": which URLs (cursor or after=) it is driven with
+    app: str  # "myservice", "baseline" or "peer": which URLs it is driven with
     baseline_server: str | None = None  # None: production.ini unchanged; else a `use = ...`
 
 
 def variants():
-    """myservice, and the baseline on stock waitress and on ``egg:myservice`` (spin removed)."""
+    """myservice, the baseline on stock waitress and on ``egg:myservice`` (spin removed), and
+    the peers."""
     return [
         Variant("myservice", "myservice, production.ini as shipped", "myservice"),
         Variant(
@@ -35,6 +39,7 @@ def variants():
         Variant(
             SPIN_FREE_KEY, f"baseline on {SPIN_FREE_USE} (spin removed)", "baseline", SPIN_FREE_USE
         ),
+        *(Variant(key, description, "peer") for key, description in PEERS.items()),
     ]
 
 

@@ -14,7 +14,7 @@ TEST_BINARIES = $(CHROMIUM) $(PGBOUNCER)
 SUDO    = $(if $(filter 0,$(shell id -u)),,sudo)
 AUDIT_VENV ?= .venv-audit
 
-.PHONY: run test test-sqlite test-postgres lint migrate bench audit clean
+.PHONY: run test migrate bench audit clean
 
 run: $(VENV)/.installed migrate $(DEV_TOKEN)  ## create the venv, install, migrate SQLite, serve on :6543
 	@echo "Development token (scopes read and write; kept in $(DEV_TOKEN)). Paste:"

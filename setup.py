@@ -64,12 +64,12 @@ setup(
     },
     entry_points={
         "paste.app_factory": ["main = myservice:main"],
-        "paste.server_runner": ["main = myservice.server:serve"],
+        "paste.server_runner": ["main = myservice.edge.server:serve"],
         "console_scripts": [
-            "myservice-import = myservice.importer:main",
-            "myservice-purge = myservice.purge:main",
-            "myservice-maintenance = myservice.maintenance:main",
-            "myservice-token = myservice.tokens:main",
+            "myservice-import = myservice.cli.importer:main",
+            "myservice-purge = myservice.cli.purge:main",
+            "myservice-maintenance = myservice.cli.maintenance:main",
+            "myservice-token = myservice.cli.tokens:main",
         ],
     },
 )

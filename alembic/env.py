@@ -5,8 +5,8 @@ from logging.config import fileConfig
 from alembic import context
 from pyramid.paster import get_appsettings
 
-from myservice.db import make_engine
-from myservice.models import Base
+from myservice.data.db import database_url, session_scope
+from myservice.data.models import Base
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("skip_logging"):
@@ -16,8 +16,6 @@ target_metadata = Base.metadata
 
 
 def run_migrations_offline():
-    from myservice.db import database_url
-
     settings = get_appsettings(config.config_file_name)
     context.configure(
         url=database_url(settings).render_as_string(hide_password=False),
@@ -34,12 +32,10 @@ def run_migrations_online():
     if connection is not None:  # handed over by a caller that owns the connection
         _run(connection)
         return
-    engine = make_engine(get_appsettings(config.config_file_name))
-    try:
-        with engine.connect() as connection:
-            _run(connection)
-    finally:
-        engine.dispose()
+    # The session outside a request, as every tool opens it: the app's engine and BEGIN policy,
+    # committed when the migrations succeed, rolled back when one fails.
+    with session_scope(get_appsettings(config.config_file_name)) as session:
+        _run(session.connection())
 
 
 def _run(connection):

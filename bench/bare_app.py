@@ -1,6 +1,6 @@
 """A bare WSGI app, no Pyramid: the baseline that shows what the server alone costs and does.
 
-``bare.ini`` serves it with ``myservice.server`` (``use = egg:myservice``); the wrk comparison
+``bare.ini`` serves it with ``myservice.edge.server`` (``use = egg:myservice``); the wrk comparison
 in docs/waitress-upstream.md serves the same app with stock waitress. Paths:
 
 - ``/stream/<n>``: ``n`` bytes (``0123456789`` repeated) in 64 kB chunks, with Content-Length;

@@ -18,9 +18,9 @@ from psycopg import sql
 from sqlalchemy import create_engine
 
 from bench.server import BenchError
-from myservice.models.meta import utcnow
-from myservice.models.token import TOKENS, create_token
-from myservice.pagination import cursor_serializer
+from myservice.api.pagination import cursor_serializer
+from myservice.data.models.meta import utcnow
+from myservice.data.models.token import TOKENS, create_token
 
 #: A run's token lives this long, so one that a killed run left behind is refused anyway; the
 #: next run deletes it.

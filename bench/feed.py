@@ -21,8 +21,8 @@ import myservice
 from bench import database, inprocess
 from bench.compare import Comparison
 from bench.server import free_port, migrate, write_ini
-from myservice.changes import write_pending_changes
-from myservice.db import RequestSession
+from myservice.api.changes import write_pending_changes
+from myservice.data.db import RequestSession
 
 #: Feed lengths whose head is polled.
 FEED_LENGTHS = (1_000, 1_000_000)

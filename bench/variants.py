@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bench.peers.serve import PEERS
 from bench.server import BenchError
-from myservice.server import OWN_OPTIONS
+from myservice.edge.server import OWN_OPTIONS
 
 #: myservice's server runner, which removes waitress's main-loop spin (myservice/server.py).
 SPIN_FREE_USE = "egg:myservice"

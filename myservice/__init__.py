@@ -1,4 +1,16 @@
-"""myservice: users, groups and memberships as a Pyramid JSON service."""
+"""myservice: users, groups and memberships as a Pyramid JSON service.
+
+The package has four floors, and every import runs down them:
+
+- ``myservice.cli``: the command-line tools (import, purge, tokens, maintenance, pshell).
+- ``myservice.api``: the routes, the views grouped by resource with their schemas, and what the
+  API says of itself (OpenAPI, the docs page, the change feed, idempotency, metrics).
+- ``myservice.edge``: what every request passes through around its view: the server, request ids,
+  the access line, headers, problem documents, body validation, rendering, the security policy
+  and maintenance mode.
+- ``myservice.data``: the engine, the sessions (one per request, or one for a script), the bounds
+  on every wait for the database, and the models.
+"""
 
 from pyramid.config import Configurator
 
@@ -12,21 +24,21 @@ def main(global_config, **settings):
 
 def includeme(config):
     """The whole service, one concern per include."""
-    config.include(".requestid")  # X-Request-ID on every response and log line
-    config.include(".accesslog")  # one access line per request, however many attempts it took
-    config.include(".db")  # engine, session factory, request.dbsession, pyramid_tm, retry
-    config.include(".timeouts")  # what bounds each wait on the database
-    config.include(".problems")  # RFC 9457 error documents for every failure
-    config.include(".security")  # bearer tokens; views need the "read" or "write" scope
-    config.include(".headers")  # nosniff, no-store, and CORS for myservice.cors_origins
-    config.include(".validation")  # the JSON body guard: size, media type, strict JSON
-    config.include(".rendering")  # JSON responses from pydantic models
-    config.include(".pagination")  # signed keyset cursors
-    config.include(".routes")
-    config.include(".changes")  # GET /changes, and the changes every write appends
-    config.include(".idempotency")  # Idempotency-Key on POSTs: its setting
-    config.include(".metrics")  # GET /metrics: Prometheus counters of requests, retries, the pool
-    config.include(".maintenance")  # read-only mode: writes refused, at startup or at run time
-    config.scan(".views")
-    config.include(".openapi")  # GET /openapi.json
-    config.include(".docspage")  # GET /docs: that document for people (Swagger UI, offline)
+    config.include(".edge.requestid")  # X-Request-ID on every response and log line
+    config.include(".edge.accesslog")  # one access line per request, however many attempts
+    config.include(".data.db")  # engine, session factory, request.dbsession, pyramid_tm, retry
+    config.include(".data.timeouts")  # what bounds each wait on the database
+    config.include(".edge.problems")  # RFC 9457 error documents for every failure
+    config.include(".edge.security")  # bearer tokens; views need the "read" or "write" scope
+    config.include(".edge.headers")  # nosniff, no-store, and CORS for myservice.cors_origins
+    config.include(".edge.validation")  # the JSON body guard: size, media type, strict JSON
+    config.include(".edge.rendering")  # JSON responses from pydantic models
+    config.include(".api.pagination")  # signed keyset cursors
+    config.include(".api.routes")
+    config.include(".api.changes")  # GET /changes, and the changes every write appends
+    config.include(".api.idempotency")  # Idempotency-Key on POSTs: its setting
+    config.include(".api.metrics")  # GET /metrics: Prometheus counters of requests, the pool
+    config.include(".edge.maintenance")  # read-only mode: writes refused, at startup or at run time
+    config.scan(".api.views")
+    config.include(".api.openapi")  # GET /openapi.json
+    config.include(".api.docspage")  # GET /docs: that document for people (Swagger UI, offline)

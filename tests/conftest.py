@@ -23,9 +23,9 @@ from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.orm import sessionmaker
 
 import myservice
-from myservice.db import database_url
-from myservice.models.token import create_token
-from myservice.requestid import LogFormatter
+from myservice.data.db import database_url
+from myservice.data.models.token import create_token
+from myservice.edge.requestid import LogFormatter
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVELOPMENT_INI = ROOT / "development.ini"

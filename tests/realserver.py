@@ -26,7 +26,7 @@ from tests.conftest import DEVELOPMENT_INI, ROOT, bearer
 
 PRODUCTION_INI = ROOT / "production.ini"
 
-#: bench/bare_app.py (a WSGI app without Pyramid) served by myservice.server.
+#: bench/bare_app.py (a WSGI app without Pyramid) served by myservice.edge.server.
 BARE_INI = ROOT / "bench" / "bare.ini"
 
 #: Seconds the server gets to answer GET /health after it is started.

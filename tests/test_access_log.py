@@ -17,8 +17,8 @@ import pytest
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy.orm.exc import StaleDataError
 
-from myservice.accesslog import AccessRecord, Served
-from myservice.requestid import JsonLogFormatter
+from myservice.edge.accesslog import AccessRecord, Served
+from myservice.edge.requestid import JsonLogFormatter
 from tests.conftest import DEVELOPMENT_INI, app_with_views, collected_log, with_token
 from tests.realserver import call, running_server
 

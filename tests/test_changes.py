@@ -15,8 +15,8 @@ import pytest
 from pyramid.httpexceptions import HTTPBadRequest
 from sqlalchemy.orm.exc import StaleDataError
 
-from myservice.changes import record_change
-from myservice.models import User, insert_new
+from myservice.api.changes import record_change
+from myservice.data.models import User, insert_new
 from tests.conftest import app_with_views, with_token
 from tests.realserver import CLIENT_TIMEOUT, call, concurrently
 from tests.test_users import ADA, assert_problem, create, executed_sql  # noqa: F401

@@ -11,7 +11,7 @@ from collections import Counter
 
 from sqlalchemy import func, select
 
-from myservice.models import Group, Membership, User
+from myservice.data.models import Group, Membership, User
 from tests.conftest import short_lived_engine
 from tests.realserver import assert_problem, call, concurrently, unique
 

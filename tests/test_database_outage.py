@@ -20,7 +20,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
 import myservice
-from myservice.models import User
+from myservice.data.models import User
 from tests.conftest import short_lived_engine, with_token
 from tests.outage import answered_within, assert_unavailable, fill_pool
 from tests.tcpproxy import TcpProxy

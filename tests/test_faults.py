@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from myservice.models import User
-from myservice.timeouts import RECONNECT_PAUSE
+from myservice.data.models import User
+from myservice.data.timeouts import RECONNECT_PAUSE
 from tests.conftest import delete_all_rows, new_token, short_lived_engine
 from tests.outage import answered_within, assert_unavailable
 from tests.realserver import call, concurrently, running_server, unique

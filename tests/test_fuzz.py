@@ -20,7 +20,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
 
 import myservice
-from myservice.pagination import cursor_serializer
+from myservice.api.pagination import cursor_serializer
 from tests.conftest import DEVELOPMENT_INI, bearer, rolled_back
 
 #: Examples per operation and phase; the stateful test runs as many scenarios.

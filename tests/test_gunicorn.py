@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import select
 
-from myservice.db import make_engine
+from myservice.data.db import make_engine
 from tests.realserver import (
     CLIENT_TIMEOUT,
     CONTINUE,

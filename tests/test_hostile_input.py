@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from myservice.models import MAX_ID, Base
-from myservice.models.token import TOKENS
+from myservice.data.models import MAX_ID, Base
+from myservice.data.models.token import TOKENS
 from tests.conftest import short_lived_engine
 from tests.realserver import VALID_REQUEST_ID, Reply, call, unique
 from tests.realserver import assert_problem as assert_server_problem

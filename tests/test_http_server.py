@@ -1,4 +1,4 @@
-"""The server itself (``myservice.server`` over waitress), on real sockets.
+"""The server itself (``myservice.edge.server`` over waitress), on real sockets.
 
 The service runs from development.ini with a 64 KiB body limit, so that a refused body is
 cheap to send; the bare WSGI app of bench/bare_app.py shows what the server does for any app

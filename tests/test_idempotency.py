@@ -14,10 +14,10 @@ from pyramid.exceptions import ConfigurationError
 from sqlalchemy import func, insert, select, update
 
 import myservice
-from myservice.idempotency import PURGE_PER_CLAIM
-from myservice.models import IdempotencyKey, User
-from myservice.models.meta import utcnow
-from myservice.models.token import ApiToken
+from myservice.api.idempotency import PURGE_PER_CLAIM
+from myservice.data.models import IdempotencyKey, User
+from myservice.data.models.meta import utcnow
+from myservice.data.models.token import ApiToken
 from tests.conftest import ROOT, short_lived_engine
 from tests.realserver import call, concurrently
 from tests.test_changes import feed, head

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from myservice.models import Change, User
+from myservice.data.models import Change, User
 from tests.conftest import DEVELOPMENT_INI, short_lived_engine
 
 IMPORT = Path(sys.executable).with_name("myservice-import")

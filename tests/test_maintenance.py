@@ -16,8 +16,8 @@ from pyramid.paster import get_appsettings
 from sqlalchemy import func, select
 
 import myservice
-from myservice.models import Change, Group, IdempotencyKey, Membership, User
-from myservice.models.maintenance import switch_mode
+from myservice.data.models import Change, Group, IdempotencyKey, Membership, User
+from myservice.data.models.maintenance import switch_mode
 from tests.conftest import DEVELOPMENT_INI, new_token, short_lived_engine, with_token
 from tests.realserver import assert_problem, call, unique
 

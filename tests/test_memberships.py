@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from myservice.models import Group, Membership
+from myservice.data.models import Group, Membership
 from tests.test_users import USER_FIELDS, assert_problem
 
 

@@ -19,7 +19,7 @@ from pyramid.exceptions import ConfigurationError
 from sqlalchemy import insert
 
 import myservice
-from myservice.models import User
+from myservice.data.models import User
 from tests.conftest import bearer, new_token, short_lived_engine, with_token
 from tests.realserver import UNKNOWN_TOKEN, call, running_server, unique
 from tests.test_access_log import views_app, views_client  # noqa: F401 (fixtures)

@@ -7,7 +7,10 @@ libpq's ``search_path`` option. The session's ``db_url`` database, which other t
 never touched.
 """
 
+import os
 import secrets
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -20,8 +23,8 @@ from sqlalchemy import insert, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SAWarning
 
-from myservice.models import Base, Group, User
-from tests.conftest import DEVELOPMENT_INI, migrate, short_lived_engine
+from myservice.data.models import Base, Group, User
+from tests.conftest import DEVELOPMENT_INI, ROOT, migrate, short_lived_engine
 
 #: What SQLAlchemy says when it meets ``uq_users_email_lower`` in a SQLite database; the one
 #: SAWarning that pyproject.toml lets through instead of turning it into an error.
@@ -270,3 +273,21 @@ def test_sqlite_expression_index_warning_does_not_fail_the_run_but_other_sawarni
     # while every other SAWarning still fails the test that causes it.
     with pytest.raises(SAWarning, match="any other SQLAlchemy warning"):
         warnings.warn("any other SQLAlchemy warning", SAWarning, stacklevel=1)
+
+
+def test_alembic_check_finds_no_difference_between_the_migrations_and_the_models(empty_database):
+    """``alembic check`` (as a maintainer runs it, and ``revision --autogenerate`` relies on the
+    same comparison): a model without its migration, or a migration without its model, fails."""
+    migrate(empty_database.url, "upgrade", "head")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(DEVELOPMENT_INI), "check"],
+        env={**os.environ, "DATABASE_URL": empty_database.url},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No new upgrade operations detected." in result.stdout + result.stderr

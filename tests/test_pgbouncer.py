@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from myservice.db import make_engine
+from myservice.data.db import make_engine
 from tests.conftest import delete_all_rows, short_lived_engine
 from tests.pgbouncer import running_pgbouncer
 from tests.realserver import assert_problem, call, concurrently, running_server, unique

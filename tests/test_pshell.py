@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from bench.server import venv_command
-from myservice.models import User
+from myservice.data.models import User
 from tests.conftest import ROOT, short_lived_engine
 from tests.realserver import unique
 

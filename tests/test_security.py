@@ -17,9 +17,9 @@ import pytest
 import webtest
 from sqlalchemy import event, select, update
 
-from myservice.models.meta import utcnow
-from myservice.models.token import LAST_USED_RESOLUTION, TOKENS, revoke_token
-from myservice.tokencache import BOUND
+from myservice.data.models.meta import utcnow
+from myservice.data.models.token import LAST_USED_RESOLUTION, TOKENS, revoke_token
+from myservice.edge.tokencache import BOUND
 from tests.conftest import (
     ROOT,
     app_with_views,
@@ -350,7 +350,7 @@ def test_the_command_creates_a_token_that_works_and_lists_and_revokes_it(db_url,
 
 def refused_within_the_bound(client, revoked_at):
     """Poll GET /users until one sent ``BOUND`` seconds after ``revoked_at`` is refused (each
-    process believes a token it has read for that long: myservice/tokencache.py); every answer
+    process believes a token it has read for that long: myservice/edge/tokencache.py); every answer
     to a request sent that late must be 401."""
     deadline = revoked_at + BOUND + 10
     while time.monotonic() < deadline:

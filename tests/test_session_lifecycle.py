@@ -15,9 +15,9 @@ from sqlalchemy.orm.exc import StaleDataError
 from zope.sqlalchemy import mark_changed
 
 import myservice
-from myservice.models import User
-from myservice.models.meta import utcnow
-from myservice.models.token import TOKENS
+from myservice.data.models import User
+from myservice.data.models.meta import utcnow
+from myservice.data.models.token import TOKENS
 from tests.conftest import app_with_views, with_token
 
 SERIALIZATION_FAILURE = (
@@ -221,7 +221,7 @@ def test_an_unexpected_error_is_logged_with_its_traceback_and_request_id(client,
     )
     assert response.headers["X-Request-ID"] == "req-500"
     [line] = [line for line in log_lines if " ERROR " in line]
-    assert line.startswith("[req-500] ERROR [myservice.problems] unexpected error")
+    assert line.startswith("[req-500] ERROR [myservice.edge.problems] unexpected error")
     assert "Traceback" in line and "RuntimeError: boom" in line
 
 

@@ -15,7 +15,7 @@ from contextlib import ExitStack, contextmanager
 import pytest
 from sqlalchemy import select, text
 
-from myservice.models import User
+from myservice.data.models import User
 from tests.conftest import short_lived_engine
 from tests.realserver import (
     CLIENT_TIMEOUT,

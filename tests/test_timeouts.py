@@ -1,4 +1,4 @@
-"""What bounds a request's wait for PostgreSQL (``myservice.timeouts``), on a live server.
+"""What bounds a request's wait for PostgreSQL (``myservice.data.timeouts``), on a live server.
 
 A write's transaction runs under ``SET LOCAL`` statement, lock and idle timeouts that end with
 it; the server cancels a write's statement or lock wait; the client cuts a statement the server
@@ -17,8 +17,8 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import select, text
 
-from myservice.models import User
-from myservice.timeouts import RECONNECT_PAUSE, SETTINGS
+from myservice.data.models import User
+from myservice.data.timeouts import RECONNECT_PAUSE, SETTINGS
 from tests.conftest import app_with_views, new_token, short_lived_engine, with_token
 from tests.outage import answered_within, assert_unavailable, fill_pool
 from tests.realserver import call, running_server, unique

@@ -1,4 +1,4 @@
-"""Tokens without a statement per request (myservice/tokencache.py), and revocation everywhere
+"""Tokens without a statement per request (myservice/edge/tokencache.py), and revocation everywhere
 within ``BOUND`` seconds all the same.
 
 Each process remembers the tokens it has read; a lookup happens at most once per ``BOUND`` per
@@ -20,8 +20,8 @@ import pytest
 import webtest
 from sqlalchemy import create_engine, event, update
 
-from myservice.models.token import TOKENS, sha256
-from myservice.tokencache import BOUND, TokenCache
+from myservice.data.models.token import TOKENS, sha256
+from myservice.edge.tokencache import BOUND, TokenCache
 from tests.conftest import ROOT, bearer, new_token, short_lived_engine, with_token
 from tests.realserver import call, running_server, unique
 

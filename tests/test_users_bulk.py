@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import event, insert, select, text
 
-from myservice.models import User
+from myservice.data.models import User
 from tests.conftest import short_lived_engine, with_token
 from tests.test_users import USER_FIELDS, assert_problem
 

@@ -5,7 +5,7 @@ Revises: 0005
 Create Date: 2026-12-01
 
 Each process remembers the tokens it has read and forgets them all when it hears this
-notification (myservice/tokencache.py). One notification per statement, sent at its commit;
+notification (myservice/edge/tokencache.py). One notification per statement, sent at its commit;
 ``last_used_at`` alone is left out, or every process would forget its tokens whenever one of
 them noted a use. PostgreSQL only: SQLite has no notifications, and there each process
 believes a token for a second at most.

@@ -1,0 +1,7 @@
+"""The data layer: the engine, the sessions, the bounds on every wait, and the tables.
+
+``db`` builds one engine per process and a session per request (``request.dbsession``, joined
+to pyramid_tm) or per script (``session_scope``); ``timeouts`` bounds each wait on PostgreSQL;
+``models`` maps the tables and holds the statements the views and tools share. Nothing here
+imports the floors above (``edge``, ``api``, ``cli``).
+"""

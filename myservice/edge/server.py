@@ -1,0 +1,317 @@
+"""The server: waitress and seven small changes, as a ``paste.server_runner`` (egg:myservice).
+
+``[server:main]`` takes waitress's own options (listen, threads, trusted_proxy...). Over stock
+waitress 3.0.2 this runner:
+
+- stops the main loop from spinning while a task thread writes a response (``Channel``);
+- refuses a body over the app's ``myservice.max_body_bytes`` while it arrives, before the app
+  sees it (``max_request_body_size``), and never invites such a body with 100 Continue
+  (``Parser``);
+- refuses a request framed by both Content-Length and Transfer-Encoding (``Parser``);
+- answers everything it refuses itself with an RFC 9457 problem document that carries an
+  X-Request-ID (``ProblemTask``);
+- keeps the connection open after a 204 or a 304 (``KeepAliveTask``);
+- warns that requests queue for a thread at most once a minute, not once per request
+  (``Dispatcher``);
+- stops gracefully on SIGTERM or SIGINT (``run``, ``drain``): it stops listening, lets the
+  requests it has begun to receive finish within ``graceful_timeout`` seconds (a
+  ``[server:main]`` option of its own), answers them with ``Connection: close``, then exits.
+
+It serves any WSGI app: without a Pyramid registry the body limit is waitress's own.
+See docs/waitress-upstream.md for the two waitress behaviours fixed here.
+"""
+
+import logging
+import signal
+import time
+from contextlib import contextmanager
+from http import HTTPStatus
+
+from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, ParsingError
+from waitress.server import BaseWSGIServer, create_server
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
+
+from myservice.edge.problems import PROBLEM_JSON, problem_document
+from myservice.edge.requestid import echoed_or_new
+from myservice.edge.validation import too_large
+
+log = logging.getLogger(__name__)
+
+#: Seconds the requests in flight get to finish after SIGTERM, unless ``graceful_timeout`` says
+#: otherwise (gunicorn's setting of the same name has the same meaning; its default is 30).
+GRACEFUL_TIMEOUT = 20
+
+#: Seconds between two warnings that requests queue for a thread.
+QUEUE_WARNING_SECONDS = 60
+
+#: The ``[server:main]`` options of this runner's own, which stock waitress would refuse.
+OWN_OPTIONS = ("graceful_timeout",)
+
+#: The signals that stop the server gracefully; a second one stops the wait.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+#: What the client is told, by status; a 413 names the limit, a 400 what is malformed.
+DETAILS = {
+    431: "the request line and headers are too large",
+    500: "the server failed to answer this request",
+    501: "the only transfer coding accepted is chunked",
+}
+
+
+class ProblemTask(ErrorTask):
+    """waitress's answer to a request it refuses, as a problem document with an X-Request-ID."""
+
+    def execute(self):
+        code = self.request.error.code
+        body = problem_document(code, self.detail(code))
+        self.status = f"{code} {HTTPStatus(code).phrase}"
+        request_id = echoed_or_new(self.request.headers.get("X_REQUEST_ID", ""))
+        self.response_headers += [("Content-Type", PROBLEM_JSON), ("X-Request-ID", request_id)]
+        self.set_close_on_finish()  # the rest of the stream cannot be trusted: close, as waitress
+        self.content_length = len(body)
+        self.write(body)
+
+    def detail(self, code):
+        if code == 413:  # waitress refuses a body of max_request_body_size bytes or more
+            return too_large(self.channel.adj.max_request_body_size - 1)
+        if code in DETAILS:
+            return DETAILS[code]
+        # waitress's 400 texts are fixed phrases, some followed by the quoted bad input: keep
+        # the phrase only ("Invalid header", "Invalid chunk size", "Malformed HTTP method").
+        phrase = self.request.error.body.split('"')[0].strip().rstrip(".")
+        return f"the request is malformed: {phrase[:1].lower()}{phrase[1:]}"
+
+
+class KeepAliveTask(WSGITask):
+    """Keeps the connection open after a 204 or a 304 to an HTTP/1.1 request.
+
+    waitress's ``build_response_header`` closes every response without a Content-Length, even
+    one whose status forbids a body (so it needs no length to be framed). The base method asks
+    for a close only ``if not self.close_on_finish``: setting that flag around the call skips
+    exactly that rule, while ``Connection: close`` from the client still closes.
+    """
+
+    def build_response_header(self):
+        if self.channel.server.draining and not self.close_on_finish:
+            self.set_close_on_finish()  # the server is stopping: the client must not reuse it
+        bodiless = self.status[:3] in ("204", "304") and self.version == "1.1"
+        if not bodiless or self.close_on_finish:
+            return super().build_response_header()
+        self.close_on_finish = True
+        try:
+            return super().build_response_header()
+        finally:
+            self.close_on_finish = self.request.headers.get("CONNECTION", "").lower() == "close"
+
+
+class Parser(HTTPRequestParser):
+    """Never sends 100 Continue for a request already refused (e.g. a Content-Length too large),
+    and refuses a request framed by both Content-Length and Transfer-Encoding.
+
+    waitress's ``HTTPChannel.received`` sends 100 Continue whenever the headers are in and the
+    client expects it, and ``send_continue`` then marks the refused request incomplete, so
+    waitress would read the body up to the limit before it answers 413.
+
+    With both headers waitress follows Transfer-Encoding and keeps the connection open, while a
+    proxy in front of us that follows Content-Length would see another request boundary: the
+    way requests are smuggled. RFC 9112 (section 6.1) lets a server reject such a request and
+    says to close the connection after it; the 400 does both.
+    """
+
+    def received(self, data):
+        consumed = super().received(data)
+        if self.error is not None:
+            self.expect_continue = False
+        return consumed
+
+    def parse_header(self, header_plus):
+        super().parse_header(header_plus)
+        # HTTP/1.1's Transfer-Encoding is popped into ``chunked``; HTTP/1.0's is left as it came.
+        if "CONTENT_LENGTH" in self.headers and (
+            self.chunked or "TRANSFER_ENCODING" in self.headers
+        ):
+            raise ParsingError("both Content-Length and Transfer-Encoding")
+
+
+class Channel(HTTPChannel):
+    """A connection whose socket the main loop polls for writing only when it can write."""
+
+    error_task_class = ProblemTask
+    task_class = KeepAliveTask
+    parser_class = Parser
+
+    def writable(self):
+        """False while a task thread holds the output lock and the output is below the watermark.
+
+        waitress's ``writable`` is true whenever output is pending; while a task thread holds
+        ``outbuf_lock`` (in ``write_soon``), ``handle_write`` cannot take it
+        (``_flush_some_if_lockable``), so ``select`` returns at once and the main loop spins,
+        holding the GIL the task needs. Nothing is lost by waiting: the task flushes what it
+        writes itself (``write_soon``), and it pulls the trigger when it ends (``service``).
+        Above ``outbuf_high_watermark`` the task waits for the main loop to drain the output
+        (``_flush_outbufs_below_high_watermark``, which releases the lock), so it stays true.
+        """
+        if self.will_close or not self.requests or not self.total_outbufs_len:
+            return super().writable()
+        if self.total_outbufs_len >= self.adj.outbuf_high_watermark:
+            return True
+        if not self.outbuf_lock.acquire(blocking=False):
+            return False
+        self.outbuf_lock.release()
+        return True
+
+    def write_soon(self, data):
+        """waitress's ``write_soon`` pulls the trigger while it still holds ``outbuf_lock``, so
+        ``writable`` may answer no to that very wake-up. Pull it again once the lock is free
+        while output waits (a slow client's full socket), so that output is not left for the
+        task's next write or the main loop's timeout (``asyncore_loop_timeout``, 1 s)."""
+        written = super().write_soon(data)
+        if self.total_outbufs_len:
+            self.server.pull_trigger()
+        return written
+
+
+class Dispatcher(ThreadedTaskDispatcher):
+    """waitress's thread pool, whose warning that requests wait for a thread comes at most once
+    per ``QUEUE_WARNING_SECONDS``, naming the deepest queue since the last one.
+
+    waitress warns ``Task queue depth is N`` for every request that arrives while every thread
+    is busy: under a steady load, for nearly every request, and formatting and writing that
+    line cost 8% of a served GET. ``add_task`` runs on the main loop's thread only.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.deepest = 0
+        self.warn_from = float("-inf")  # time.monotonic()
+
+    def add_task(self, task):
+        with self.lock:
+            self.queue.append(task)
+            self.queue_cv.notify()
+            idle = len(self.threads) - self.stop_count - self.active_count
+            depth = len(self.queue) - idle
+        if depth > 0:
+            self.deepest = max(self.deepest, depth)
+            now = time.monotonic()
+            if now >= self.warn_from:
+                self.queue_logger.warning(
+                    "Task queue depth is %d (the deepest in %ds at most)",
+                    self.deepest,
+                    QUEUE_WARNING_SECONDS,
+                )
+                self.deepest, self.warn_from = 0, now + QUEUE_WARNING_SECONDS
+
+
+def build_server(app, **settings):
+    """waitress's ``create_server`` for ``app``, its connections served by ``Channel``.
+
+    The server's ``socket_map`` holds every dispatcher: listeners, their triggers, connections.
+    """
+    registry = getattr(app, "registry", None)
+    if registry is not None and "myservice.max_body_bytes" in registry.settings:
+        # One setting for the app and the server; waitress refuses max_request_body_size itself.
+        settings["max_request_body_size"] = registry.settings["myservice.max_body_bytes"] + 1
+    sockets = {}
+    dispatcher = Dispatcher()
+    dispatcher.set_thread_count(Adjustments(**settings).threads)
+    server = create_server(app, map=sockets, _dispatcher=dispatcher, **settings)
+    for dispatcher in listeners(sockets):  # one per listen address
+        dispatcher.channel_class = Channel
+        dispatcher.draining = False
+    server.socket_map = sockets
+    return server
+
+
+def serve(app, global_conf, graceful_timeout=GRACEFUL_TIMEOUT, **settings):
+    """The ``paste.server_runner``: serve ``app`` until SIGTERM or SIGINT, then stop gracefully."""
+    server = build_server(app, **settings)
+    server.print_listen("Serving on http://{}:{}")
+    run(server, float(graceful_timeout))
+
+
+def run(server, graceful_timeout):
+    """waitress's main loop until a stop signal, then ``drain``: a bounded, graceful stop."""
+    sockets = server.socket_map
+    first = next(listeners(sockets))
+    adj = first.adj
+    with stop_signals(first.pull_trigger) as stop:
+        while stop.deadline is None:
+            wasyncore.loop(adj.asyncore_loop_timeout, adj.asyncore_use_poll, sockets, count=1)
+        stop.deadline = min(stop.deadline, time.monotonic() + graceful_timeout)
+        drain(sockets, stop, adj.asyncore_use_poll)
+
+
+class Stop:
+    """When the server must be stopped by: None until a stop signal arrives."""
+
+    deadline = None
+
+
+@contextmanager
+def stop_signals(wake):
+    """SIGTERM and SIGINT set ``Stop.deadline`` (a second one: now) and ``wake`` the main loop.
+
+    The handler runs on the main thread between two bytecodes of the loop, so it only notes the
+    signal and pulls the trigger (a byte down a pipe the loop watches), which ends the loop's
+    ``select`` at once; the loop itself then stops.
+    """
+    stop = Stop()
+
+    def handler(signum, frame):
+        stop.deadline = time.monotonic() if stop.deadline is not None else float("inf")
+        wake()
+
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for signum, action in previous.items():
+            signal.signal(signum, action)
+
+
+def drain(sockets, stop, use_poll):
+    """Stop listening, finish what is in flight until ``stop.deadline``, close the rest.
+
+    New connections are refused from the first moment: the listening sockets are closed (their
+    triggers stay open for the task threads). A connection counts as in flight while it has a
+    request being received, queued or served, or a response not yet sent; the others are idle
+    and closed at once. Each response from now on carries ``Connection: close``. A request still
+    running at the deadline is abandoned with the process: its database connection closes, so
+    its transaction is rolled back.
+    """
+    for listener in list(listeners(sockets)):
+        listener.draining = True
+        wasyncore.dispatcher.close(listener)
+    busy = close_idle(sockets)
+    log.info(
+        "stopping: no new connections; %d in flight get up to %.0fs",
+        len(busy),
+        stop.deadline - time.monotonic(),
+    )
+    while busy and (remaining := stop.deadline - time.monotonic()) > 0:
+        # A task thread pulls the trigger when it ends, so this wakes as soon as anything moves.
+        wasyncore.loop(remaining, use_poll, sockets, count=1)
+        busy = close_idle(sockets)
+    if busy:
+        log.warning("exiting with %d connection(s) unfinished: out of time", len(busy))
+    else:
+        log.info("stopped: every request in flight was answered")
+
+
+def close_idle(sockets):
+    """Close the connections with nothing in flight; return the others."""
+    busy = []
+    for channel in [d for d in sockets.values() if isinstance(d, HTTPChannel)]:
+        if channel.requests or channel.request is not None or channel.total_outbufs_len:
+            busy.append(channel)
+        elif not channel.will_close:
+            channel.handle_close()
+    return busy
+
+
+def listeners(sockets):
+    return (d for d in sockets.values() if isinstance(d, BaseWSGIServer))

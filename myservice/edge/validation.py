@@ -1,0 +1,225 @@
+"""Reading requests: the JSON body guard, and validation that answers 400/422 with pointers.
+
+Bodies are parsed as strict RFC 8259 JSON (no NaN/Infinity, valid UTF-8, nothing trailing, no
+member name twice in one object, as RFC 7493's I-JSON says) and then validated by a pydantic
+model; query strings are validated by a pydantic model too. Every failure becomes a problem
+document (see ``myservice.edge.problems``) that points at the bad field.
+"""
+
+import re
+from typing import Annotated
+
+import jiter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+from pyramid.httpexceptions import (
+    HTTPBadRequest,
+    HTTPRequestEntityTooLarge,
+    HTTPUnsupportedMediaType,
+)
+
+from myservice.edge.problems import InvalidBody, InvalidQuery
+
+JSON = frozenset({"application/json"})
+JSON_OR_MERGE_PATCH = JSON | {"application/merge-patch+json"}
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_BULK = 1000  # users in one POST /users/bulk
+
+# Our words for pydantic's error types whose stock messages name Python classes.
+MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not a field of this resource",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+    "list_type": "must be a JSON array",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "bool_type": "must be true or false",
+}
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul", "must not contain the NUL character")
+    return value
+
+
+class Stated:
+    """Annotation metadata: states in the JSON schema (so in the OpenAPI document) a rule that
+    a validator function enforces, which pydantic cannot see into; ``nullable``: null is
+    accepted too (a ``BeforeValidator`` turns it into the default)."""
+
+    def __init__(self, *, nullable=False, **rules):
+        self.key = (nullable, tuple(rules.items()))  # hashable: typing hashes its metadata
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, Stated) and self.key == other.key
+
+    def __get_pydantic_json_schema__(self, core_schema, handler):
+        nullable, rules = self.key
+        schema = {**handler(core_schema), **dict(rules)}
+        return {"anyOf": [schema, {"type": "null"}]} if nullable else schema
+
+
+def _integral(value):
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def integer(**constraints):
+    """An integer in a JSON body, where 3 and 3.0 are the same number (JSON Schema agrees),
+    with ``Field`` constraints (``ge``, ``le``): given here, before the conversion, so that the
+    JSON schema states them."""
+    return Annotated[int, Field(**constraints), BeforeValidator(_integral)]
+
+
+#: A string a database can store: PostgreSQL text cannot hold NUL.
+Text = Annotated[str, AfterValidator(_no_nul), Stated(pattern="^[^\\u0000]*$")]
+
+DECIMAL = re.compile(r"-?[0-9]+")
+
+
+def _decimal(value):
+    if isinstance(value, str) and not DECIMAL.fullmatch(value):
+        raise PydanticCustomError("int_parsing", "must be an integer")
+    return value
+
+
+#: An integer in a query string, in decimal digits only: pydantic's lax mode would also take
+#: "5.0", "+5", "5_0" and " 5", so one page could have many URLs.
+QueryInt = Annotated[int, BeforeValidator(_decimal)]
+
+
+class Body(BaseModel):
+    """A request body: exactly the declared members, of exactly the declared JSON types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class MergePatch(Body):
+    """A JSON merge patch body: an absent member leaves its field as it is. The fields' ``None``
+    defaults only mark them absent, so the JSON schema states no default."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler):
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        for member in schema.get("properties", {}).values():
+            member.pop("default", None)
+        return schema
+
+
+class Representation(BaseModel):
+    """A response body, read from the attributes of a model object."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+def max_body_bytes(request):
+    return request.registry.settings["myservice.max_body_bytes"]
+
+
+def too_large(limit):
+    """The detail of a 413, from the app or from the server (``myservice.edge.server``)."""
+    return f"the body is larger than {limit} bytes"
+
+
+def retry_attempts(request):
+    """pyramid_retry's ``retry.activate_hook``: one attempt for a body we will refuse as too large.
+
+    To replay a request pyramid_retry first copies its body; a body over the limit is answered
+    413 without being read, so it gets a single attempt and is never copied.
+    """
+    length = request.content_length
+    if length is not None and length > max_body_bytes(request):
+        return 1
+    return None
+
+
+def json_body(request, media_types=JSON):
+    """The request body as JSON, after the size, media type and syntax checks (413/415/400)."""
+    limit = max_body_bytes(request)
+    if request.content_length is not None and request.content_length > limit:
+        raise HTTPRequestEntityTooLarge(too_large(limit))
+    media_type, _, parameters = request.headers.get("Content-Type", "").partition(";")
+    if media_type.strip().lower() not in media_types:
+        raise HTTPUnsupportedMediaType(f"send the body as {' or '.join(sorted(media_types))}")
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            raise HTTPUnsupportedMediaType("the only charset accepted is utf-8")
+    body = request.body  # bounded by the check above; rewound, so a retry can read it again
+    if len(body) > limit:
+        raise HTTPRequestEntityTooLarge(too_large(limit))
+    try:
+        # jiter is pydantic's own parser; pydantic_core.from_json keeps the last of two members
+        # of one name, which a proxy or a logger in front of us may read as the first.
+        return jiter.from_json(body, allow_inf_nan=False, catch_duplicate_keys=True)
+    except ValueError as error:
+        raise HTTPBadRequest(f"the body is not valid JSON: {error}") from None
+
+
+def validate_body(request, schema, media_types=JSON):
+    """The body validated by ``schema``, or 422 with one pointer per bad field."""
+    return validate(json_body(request, media_types), schema)
+
+
+def validate(data, schema):
+    """Parsed JSON validated by ``schema``, or 422 with one pointer per bad field."""
+    if not isinstance(data, dict):
+        raise InvalidBody([{"pointer": "", "detail": "the body must be a JSON object"}])
+    try:
+        return schema.model_validate(data)
+    except ValidationError as error:
+        raise InvalidBody(
+            [{"pointer": json_pointer(e["loc"]), "detail": _message(e)} for e in error.errors()]
+        ) from None
+
+
+def validate_query(request, schema):
+    """The query string validated by ``schema``, or 400 naming each bad parameter."""
+    params, errors = {}, []
+    for name in dict.fromkeys(request.GET):  # each name once, in order
+        values = request.GET.getall(name)
+        if len(values) > 1:
+            errors.append({"parameter": name, "detail": "must be given at most once"})
+        params[name] = values[0]
+    if not errors:
+        try:
+            return schema.model_validate(params)
+        except ValidationError as error:
+            errors = [
+                {"parameter": str(e["loc"][0]), "detail": _message(e)} for e in error.errors()
+            ]
+    raise InvalidQuery(errors)
+
+
+def json_pointer(location):
+    """RFC 6901 pointer for a pydantic error location: ("users", 3, "email") -> /users/3/email."""
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in location)
+
+
+def _message(error):
+    return MESSAGES.get(error["type"], error["msg"])
+
+
+def includeme(config):
+    settings = config.get_settings()
+    settings["myservice.max_body_bytes"] = int(
+        settings.get("myservice.max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+    )
+    settings["myservice.max_bulk"] = int(settings.get("myservice.max_bulk", DEFAULT_MAX_BULK))

@@ -37,7 +37,7 @@ from urllib.parse import quote
 from bench import auth, bulk, compare, database, feed, inprocess, report, served
 from bench.peers.serve import running_peer
 from bench.server import BenchError, free_port, migrate, running_server, write_ini
-from bench.variants import baseline_editor, variants
+from bench.variants import baseline_editor, processes_editor, variants
 from bench.wrk import ensure_wrk
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +144,11 @@ def start_servers(stack, options, directory, found, secret):
             url = os.environ["DATABASE_URL"]
             server = stack.enter_context(running_peer(variant.key, directory, port, url, 60))
         else:
-            edit = baseline_editor(variant.baseline_server) if variant.baseline_server else None
+            edit = None
+            if variant.baseline_server:
+                edit = baseline_editor(variant.baseline_server)
+            elif variant.processes:
+                edit = processes_editor(variant.processes)
             ini = write_ini(options.ini, directory, port, name=f"{variant.key}.ini", edit=edit)
             server = stack.enter_context(running_server(ini, dict(os.environ), port, 60))
         pids[variant.key] = server.pid

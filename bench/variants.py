@@ -18,6 +18,8 @@ from myservice.edge.server import OWN_OPTIONS
 #: myservice's server runner, which removes waitress's main-loop spin (myservice/server.py).
 SPIN_FREE_USE = "egg:myservice"
 SPIN_FREE_KEY = "base-nospin"
+#: myservice on two server processes (``pserve production.ini processes=2``).
+TWO_PROCESSES_KEY = "myservice-2proc"
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class Variant:
     description: str
     app: str  # "myservice", "baseline" or "peer": which URLs it is driven with
     baseline_server: str | None = None  # None: production.ini unchanged; else a `use = ...`
+    processes: int | None = None  # myservice on this many server processes (production.ini's)
 
 
 def variants():
@@ -33,6 +36,12 @@ def variants():
     the peers."""
     return [
         Variant("myservice", "myservice, production.ini as shipped", "myservice"),
+        Variant(
+            TWO_PROCESSES_KEY,
+            "myservice, pserve production.ini processes=2",
+            "myservice",
+            processes=2,
+        ),
         Variant(
             "base-stock", "baseline on stock egg:waitress#main", "baseline", "egg:waitress#main"
         ),
@@ -66,6 +75,22 @@ def replace_use(text, name, use):
     return text[:start] + body + text[end:]
 
 
+def processes_editor(count):
+    """An edit of production.ini's text that serves myservice from ``count`` processes, as
+    ``pserve production.ini processes=<count>`` would."""
+
+    def edit(text):
+        start, end = section(text, "server:main")
+        server, replaced = re.subn(
+            r"(?m)^get processes\s*=.*$", f"processes = {count}", text[start:end]
+        )
+        if replaced != 1:
+            raise BenchError("[server:main] has no single 'get processes = ...' line")
+        return text[:start] + server + text[end:]
+
+    return edit
+
+
 def app_editor(use):
     """An edit of production.ini's text whose ``[app:main]`` is served by ``use`` (e.g.
     ``call:bench.auth:noauth_app``); the app's settings and the server stay as they are."""
@@ -80,7 +105,9 @@ def baseline_editor(use):
         text = replace_use(text, "server:main", use)
         if use != SPIN_FREE_USE:  # stock waitress refuses the options only myservice's takes
             start, end = section(text, "server:main")
-            server = re.sub(rf"(?m)^(?:{'|'.join(OWN_OPTIONS)})\s*=.*\n", "", text[start:end])
+            server = re.sub(
+                rf"(?m)^(?:get\s+)?(?:{'|'.join(OWN_OPTIONS)})\s*=.*\n", "", text[start:end]
+            )
             text = text[:start] + server + text[end:]
         start, end = section(text, "app:main")
         app = f"use = call:bench.baseline:app_factory\npool_size = {threads}\n\n"

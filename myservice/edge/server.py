@@ -303,9 +303,16 @@ def bound_socket(info, backlog):
 
 
 def fork_server(app, settings, graceful_timeout):
-    """A child process serving ``app`` over ``settings["sockets"]`` until it is stopped."""
+    """A child process serving ``app`` over ``settings["sockets"]`` until it is stopped.
+
+    The stop signals are blocked across the fork: a child stopped before it has installed its
+    own handlers (``run``) would otherwise run the supervisor's copy and never stop. They are
+    held until ``stop_signals`` installs the child's handlers, then delivered to them.
+    """
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     pid = os.fork()
     if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return pid
     status = 0
     try:
@@ -372,6 +379,7 @@ def stop_signals(wake):
         wake()
 
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a forked server's (fork_server)
     try:
         yield stop
     finally:

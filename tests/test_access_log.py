@@ -13,7 +13,9 @@ import uuid
 from datetime import datetime
 
 import pytest
+from pythonjsonlogger.json import JsonFormatter
 
+from myservice.edge.accesslog import AccessRecord, Served
 from myservice.edge.requestid import JsonLogFormatter
 from tests.support.app import collected_log
 from tests.support.client import call
@@ -52,6 +54,26 @@ def assert_access_line(record, *, method, path, route, status, retries=0, token=
     assert record["retries"] == retries
     assert record["token"] == token
     assert record["message"].startswith(f"{method} {path}")
+
+
+@pytest.mark.parametrize("token", [None, "deploy-bot"])
+def test_the_access_line_is_the_json_python_json_logger_would_write(token):
+    """The access line's record skips the logging module's machinery, and the JSON formatter
+    writes it in one step (``AccessRecord``): the same keys in the same order, the same values,
+    as python-json-logger's own ``format`` makes of the same record."""
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(DEVELOPMENT_INI)
+    formatter = JsonLogFormatter(ini["formatter_json"]["format"])
+    served = Served("req-1", "GET", "/users?limit=2", "users", 200, 0.0012345, 1, token)
+    record = AccessRecord(served)
+
+    ours = json.loads(formatter.format(record))
+    theirs = json.loads(JsonFormatter.format(formatter, record))
+
+    assert list(ours.items()) == list(theirs.items())
+    assert ours["message"] == "GET /users?limit=2 200 1.2ms route=users retries=1" + (
+        f" token={token}" if token else ""
+    )
 
 
 def test_a_request_is_logged_as_json_with_its_id_route_status_and_duration(testapp, json_log):

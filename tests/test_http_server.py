@@ -354,6 +354,19 @@ def test_concurrent_keep_alive_connections_are_all_answered(server):
     assert all(reply == (200, b'{"status":"ok"}') for replies in results for reply in replies)
 
 
+def test_requests_queued_for_a_thread_are_warned_of_once_not_once_each(tmp_path):
+    """With one thread held by a slow request, each of the next requests waits in the queue:
+    stock waitress warns once per such request, ours once a minute (``server.Dispatcher``)."""
+    with running_bare_server(tmp_path, {"threads": "1"}) as one_thread:
+        with connect(one_thread) as slow:
+            slow.sendall(head("GET", "/slow/3000"))
+            quick = concurrently(lambda path: call(one_thread, "GET", path), ["/"] * 5)
+            assert read_reply(slow)[0] == 200
+        log = one_thread.log.read_text()
+    assert [reply.status for reply in quick] == [200] * 5
+    assert log.count("Task queue depth is") == 1, log
+
+
 def test_a_response_far_above_the_high_watermark_arrives_whole(bare):
     size = 24 * 1024 * 1024  # bare.ini sets outbuf_high_watermark to 1 MiB
 

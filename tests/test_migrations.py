@@ -131,10 +131,10 @@ def test_upgrade_head_makes_the_database_refuse_two_rows_with_one_caseless_key(e
             )
 
 
-def stored_at_0005(database, users=(), groups=()):
-    """Migrate ``database`` to 0005 and store ``users`` ({username: email}) and ``groups``
+def stored_before_0007(database, users=(), groups=()):
+    """Migrate ``database`` to 0006 and store ``users`` ({username: email}) and ``groups``
     (names) as they were stored then, with raw SQL."""
-    migrate(database.url, "upgrade", "0005")
+    migrate(database.url, "upgrade", "0006")
     with short_lived_engine(database.url) as engine, engine.begin() as connection:
         for number, (username, email) in enumerate(users.items(), start=1):
             connection.execute(
@@ -154,8 +154,8 @@ def stored_at_0005(database, users=(), groups=()):
             )
 
 
-def test_0006_computes_the_keys_of_the_rows_stored_before_it(empty_database):
-    stored_at_0005(
+def test_0007_computes_the_keys_of_the_rows_stored_before_it(empty_database):
+    stored_before_0007(
         empty_database,
         users={"renee": "Rene\u0301e@Example.ORG", "ada": "ada@example.org"},
         groups=["E\u0301quipe", "Straße"],
@@ -173,10 +173,10 @@ def test_0006_computes_the_keys_of_the_rows_stored_before_it(empty_database):
     ]
 
 
-def test_0006_refuses_rows_that_become_one_and_changes_nothing(empty_database):
+def test_0007_refuses_rows_that_become_one_and_changes_nothing(empty_database):
     """Two emails that differ only in an accent's composition and case were two users (each
     database's ``lower()`` kept them apart); the migration names them and stops."""
-    stored_at_0005(
+    stored_before_0007(
         empty_database,
         users={
             "one": "renée@example.org",
@@ -189,7 +189,7 @@ def test_0006_refuses_rows_that_become_one_and_changes_nothing(empty_database):
         migrate(empty_database.url, "upgrade", "head")
 
     assert "users with ids 1, 3: each of these sets has one email" in failed.value.stderr.decode()
-    assert query(empty_database.url, "SELECT version_num FROM alembic_version") == [("0005",)]
+    assert query(empty_database.url, "SELECT version_num FROM alembic_version") == [("0006",)]
     with short_lived_engine(empty_database.url) as engine, engine.connect() as connection:
         assert "email_key" not in {c["name"] for c in inspect(connection).get_columns("users")}
 

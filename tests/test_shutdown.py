@@ -6,10 +6,12 @@ body with 100 Continue), or its transaction waits on a lock the test holds.
 """
 
 import json
+import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -38,9 +40,10 @@ def start(db_url, token, tmp_path, empty_tables):
     has not stopped it); every row it committed is deleted afterwards."""
     with ExitStack() as servers:
 
-        def started(graceful_timeout=GRACEFUL):
+        def started(graceful_timeout=GRACEFUL, processes=1):
             overrides = {
                 "graceful_timeout": str(graceful_timeout),
+                "processes": str(processes),
                 # A write may wait on the test's row lock for longer than the shutdown lasts.
                 "myservice.lock_timeout_ms": "0",
                 "myservice.statement_timeout_ms": "60000",
@@ -66,10 +69,11 @@ def exit_status_within(server, seconds):
     return server.process.wait(timeout=seconds)
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 def test_a_request_in_flight_at_sigterm_is_answered_and_committed_while_new_ones_are_refused(
-    start, db_url
+    start, db_url, processes
 ):
-    server = start()
+    server = start(processes=processes)
     name, body = new_user_body()
     with connect(server) as sock:
         assert ask_to_continue(sock, server, "POST", "/users", len(body)) == CONTINUE
@@ -89,8 +93,9 @@ def test_a_request_in_flight_at_sigterm_is_answered_and_committed_while_new_ones
     )
 
 
-def test_idle_keep_alive_connections_do_not_hold_the_server_up(start):
-    server = start(graceful_timeout=60)
+@pytest.mark.parametrize("processes", [1, 2])
+def test_idle_keep_alive_connections_do_not_hold_the_server_up(start, processes):
+    server = start(graceful_timeout=60, processes=processes)
     with connect(server) as idle:
         idle.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         status, headers, _ = read_reply(idle)
@@ -101,6 +106,39 @@ def test_idle_keep_alive_connections_do_not_hold_the_server_up(start):
 
         assert exit_status_within(server, CLIENT_TIMEOUT) == 0  # long before 60 s
         assert idle.recv(1) == b""  # closed by the server
+
+
+def children(server):
+    """The pids of the server's child processes (``processes = N``), from /proc."""
+    pid = server.process.pid
+    return {int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def wait_for_children(server, count, gone=None):
+    """The server's ``count`` children once ``gone`` is not among them; fails after a while."""
+    deadline = time.monotonic() + CLIENT_TIMEOUT
+    while time.monotonic() < deadline:
+        found = children(server)
+        if len(found) == count and gone not in found:
+            return found
+        time.sleep(0.05)
+    pytest.fail(f"the server has {len(children(server))} processes, not {count}")
+
+
+def test_processes_n_serves_from_n_processes_and_replaces_one_that_dies(start):
+    server = start(processes=2)
+    first = wait_for_children(server, 2)
+    assert all(call(server, "GET", "/health").status == 200 for _ in range(20))
+
+    dead = min(first)
+    os.kill(dead, signal.SIGKILL)
+    replaced = wait_for_children(server, 2, gone=dead)
+
+    assert dead not in replaced and len(replaced & first) == 1
+    assert all(call(server, "GET", "/users?limit=1").status == 200 for _ in range(20))
+    server.process.send_signal(signal.SIGTERM)
+    assert exit_status_within(server, GRACEFUL) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in replaced)
 
 
 def test_the_server_exits_at_graceful_timeout_when_a_request_never_completes(start):

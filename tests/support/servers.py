@@ -87,10 +87,10 @@ def running_gunicorn(directory, database_url, workers, token=UNKNOWN_TOKEN):
 
 
 @contextmanager
-def running_bare_server(directory):
+def running_bare_server(directory, overrides=None):
     """``pserve`` of bare.ini (no Pyramid, no database) on a free port, like the above."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}  # pserve runs in ``directory``
-    with _pserve(BARE_INI, directory, env) as server:
+    with _pserve(BARE_INI, directory, env, overrides) as server:
         yield server
 
 

@@ -1,7 +1,7 @@
 """caseless keys: emails and group names unique in any case and Unicode composition
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-03
 
 The unique indexes on ``lower(email)`` and ``lower(name)`` gave way to indexes on key columns,
@@ -23,8 +23,8 @@ from email_validator import EmailNotValidError
 from myservice.api.schemas import email_address
 from myservice.data.models.meta import caseless
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, select, update
 
-from myservice.data.db import SQLITE_BUSY_TIMEOUT_MS
+from myservice.data.db import SQLITE_BUSY_TIMEOUT_MS, session_scope
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import LAST_USED_RESOLUTION, TOKENS, note_use
 from myservice.edge.tokencache import BOUND
@@ -212,16 +212,12 @@ def test_a_read_never_waits_to_note_its_tokens_use(server, db_url):
 
 @contextmanager
 def use_being_noted(db_url, name):
-    """Another request's transaction, noting the token ``name``'s use and still open until the
-    block ends (on PostgreSQL: holding what ``note_use`` locks on the token's row)."""
-    with short_lived_engine(db_url) as engine, engine.connect() as connection:
-        connection.exec_driver_sql("BEGIN")
-        token = connection.execute(select(TOKENS.c.id).where(TOKENS.c.name == name)).one()
-        note_use(connection, token, utcnow())
-        try:
-            yield
-        finally:
-            connection.exec_driver_sql("ROLLBACK")
+    """Another transaction, noting the token ``name``'s use and open until the block ends (on
+    PostgreSQL: holding what ``note_use`` locks on the token's row), then committed."""
+    with session_scope({"sqlalchemy.url": db_url}) as session:
+        token = session.execute(select(TOKENS.c.id).where(TOKENS.c.name == name)).one()
+        note_use(session, token, utcnow())
+        yield
 
 
 def test_a_write_stores_its_idempotency_key_while_its_tokens_use_is_being_noted(

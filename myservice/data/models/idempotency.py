@@ -95,7 +95,7 @@ def store_response(
     session.execute(_STORE, {**params, "body": body})
 
 
-def purge_expired(session_or_connection, now: datetime, limit: int) -> int:
+def purge_expired(session, now: datetime, limit: int) -> int:
     """Delete up to ``limit`` expired keys, oldest first; skip any that a request has locked."""
     expired = (
         select(KEYS.c.token_id, KEYS.c.key)
@@ -105,20 +105,20 @@ def purge_expired(session_or_connection, now: datetime, limit: int) -> int:
         .with_for_update(skip_locked=True)
     )
     statement = delete(KEYS).where(tuple_(KEYS.c.token_id, KEYS.c.key).in_(expired))
-    return session_or_connection.execute(statement).rowcount
+    return session.execute(statement).rowcount
 
 
-def stored_responses(session_or_connection):
+def stored_responses(session):
     """(token_id, key, headers, body) of every key that holds a response, expired or not."""
     query = select(KEYS.c.token_id, KEYS.c.key, KEYS.c.headers, KEYS.c.body).where(
         KEYS.c.status.is_not(None)
     )
-    return session_or_connection.execute(query)
+    return session.execute(query)
 
 
-def forget_keys(session_or_connection, keys) -> int:
+def forget_keys(session, keys) -> int:
     """Delete the keys ``keys`` ((token_id, key) pairs), as if they had expired."""
     if not keys:
         return 0
     statement = delete(KEYS).where(tuple_(KEYS.c.token_id, KEYS.c.key).in_(list(keys)))
-    return session_or_connection.execute(statement).rowcount
+    return session.execute(statement).rowcount

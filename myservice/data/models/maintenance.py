@@ -37,12 +37,12 @@ SWITCH = (
 )
 
 
-def read_mode(connection, **execution_options):
+def read_mode(session, **execution_options):
     """(read_only, changed_at) of the row; the service is read-write when there is none."""
-    row = connection.execute(READ, execution_options=execution_options).first()
+    row = session.execute(READ, execution_options=execution_options).first()
     return (row.read_only, row.changed_at) if row else (False, None)
 
 
-def switch_mode(connection, read_only):
+def switch_mode(session, read_only):
     """Turn read-only on or off; True when that changed something."""
-    return connection.execute(SWITCH, {"read_only": read_only, "at": utcnow()}).rowcount == 1
+    return session.execute(SWITCH, {"read_only": read_only, "at": utcnow()}).rowcount == 1

@@ -144,6 +144,9 @@ def start_import_from_stdin(db_url, batch):
         stderr=subprocess.PIPE,
         env={**os.environ, "DATABASE_URL": db_url},
         text=True,
+        # Ctrl-C as a terminal sends it, even when the suite itself runs as a background job
+        # (which starts its children with SIGINT ignored, and Python then keeps ignoring it).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

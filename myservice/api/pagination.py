@@ -9,9 +9,9 @@ import os
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
-from pyramid.exceptions import ConfigurationError
 from webob.cookies import SignedSerializer
 
+from myservice.data.errors import BadSettings
 from myservice.edge.problems import InvalidQuery
 from myservice.edge.validation import QueryInt
 
@@ -63,7 +63,7 @@ def includeme(config):
     settings = config.get_settings()
     secret = os.environ.get("MYSERVICE_SECRET") or settings.get("myservice.secret")
     if not secret:
-        raise ConfigurationError(
+        raise BadSettings(
             "no secret to sign cursors with: set MYSERVICE_SECRET (or myservice.secret)"
         )
     config.registry["cursor_serializer"] = cursor_serializer(secret)

@@ -6,7 +6,11 @@ whose username exists already (stored, or earlier in the file) is skipped, so a 
 crash or Ctrl-C stores only what is missing; a row that is invalid, or whose email another
 user holds, is rejected and reported, and the good rows are stored all the same.
 
-Exit status: 0, or 1 when any row was rejected, 2 for bad arguments, 130 after Ctrl-C.
+While the service is read-only for maintenance nothing is stored (``tool_session``) unless the
+operator passes ``--during-maintenance``.
+
+Exit status: 0, or 1 when any row was rejected, 2 for bad arguments or a database that cannot
+be used, 75 while the service is read-only for maintenance, 130 after Ctrl-C.
 """
 
 import argparse
@@ -24,7 +28,8 @@ from tqdm import tqdm
 
 from myservice.api.changes import change
 from myservice.api.schemas import UserCreate, UserOut
-from myservice.data.db import is_conflict, opened_engine, session_scope
+from myservice.cli.command import add_maintenance_override, console_script, tool_session
+from myservice.data.db import is_conflict, opened_engine
 from myservice.data.models import clashes, insert_users
 from myservice.data.models.change import append_changes
 from myservice.edge.problems import InvalidBody
@@ -103,14 +108,14 @@ def jsonl_rows(lines):
 # -- storing batches -------------------------------------------------------------------------
 
 
-def store(engine, users):
+def store(engine, users, during_maintenance):
     """Store the ``users`` that clash with nobody, in one transaction; return the clashes
     (index: field), as ``clashes`` finds them."""
     if not users:
         return {}
     for attempt in itertools.count(1):
         try:
-            with session_scope(engine) as session:
+            with tool_session(engine, during_maintenance=during_maintenance) as session:
                 found = clashes(session, users)
                 created = insert_users(session, [u for n, u in enumerate(users) if n not in found])
                 if created:  # in the feed like any other create (docs/design.md)
@@ -129,11 +134,12 @@ def user_created(user):
 
 
 class Importer:
-    def __init__(self, engine, batch_size, out, progress):
+    def __init__(self, engine, batch_size, out, progress, during_maintenance):
         self.engine = engine
         self.batch_size = batch_size
         self.out = out
         self.progress = progress
+        self.during_maintenance = during_maintenance
         self.totals = Totals()
         self.batches = 0
 
@@ -166,7 +172,7 @@ class Importer:
         return None
 
     def commit(self, batch, read):
-        found = store(self.engine, [user for _, user in batch])
+        found = store(self.engine, [user for _, user in batch], self.during_maintenance)
         skipped = 0
         for index, name in found.items():
             line, user = batch[index]
@@ -190,6 +196,7 @@ def plain_progress(importer, rows):
     print(f"batch {importer.batches} committed: {totals.summary()}", file=sys.stderr, flush=True)
 
 
+@console_script("myservice-import")
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="myservice-import", description="Load users from a CSV or JSON lines file."
@@ -197,6 +204,7 @@ def main(argv=None):
     parser.add_argument("ini", help="the service's ini file (DATABASE_URL overrides its database)")
     parser.add_argument("file", help="a .csv file with a header row, a .jsonl file, or - (stdin)")
     parser.add_argument("--batch", type=int, default=1000, help="rows per transaction (1000)")
+    add_maintenance_override(parser)
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error("--batch must be at least 1")
@@ -208,6 +216,7 @@ def main(argv=None):
                 args.batch,
                 sys.stdout,
                 (lambda importer, read: bar.update(read)) if bar is not None else plain_progress,
+                args.during_maintenance,
             )
             try:
                 importer.run(rows(args.file, lines))

@@ -92,6 +92,15 @@ def find_by_secret(session, secret: str):
     return session.connection().execute(_BY_HASH, {"secret_sha256": sha256(secret)}).first()
 
 
+def state(token, now: datetime) -> str:
+    """``"revoked"``, ``"expired"`` or ``"active"``: only an active token is accepted."""
+    if token.revoked:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= now:
+        return "expired"
+    return "active"
+
+
 def is_stale(token, now: datetime) -> bool:
     """Whether ``token``'s use is to be noted: ``last_used_at`` older than the resolution."""
     return token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION

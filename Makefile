@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 INI    ?= development.ini
-# The token `make run` creates on first start (and `make clean` deletes with the database).
-DEV_TOKEN = .dev-token
+# The token `make run` creates on first start, and again whenever the database no longer
+# accepts it (`make clean` deletes it with the database).
+DEV_TOKEN ?= .dev-token
 # Debian packages the tests run, named by their binaries (each package is named after its
 # binary): tests/test_docs_page.py's browser, chromium (never a browser build of its own), and
 # tests/test_pgbouncer.py's pgbouncer.
@@ -14,9 +15,9 @@ TEST_BINARIES = $(CHROMIUM) $(PGBOUNCER)
 SUDO    = $(if $(filter 0,$(shell id -u)),,sudo)
 AUDIT_VENV ?= .venv-audit
 
-.PHONY: run test migrate bench audit clean
+.PHONY: run test migrate dev-token bench audit clean
 
-run: $(VENV)/.installed migrate $(DEV_TOKEN)  ## create the venv, install, migrate SQLite, serve on :6543
+run: $(VENV)/.installed migrate dev-token  ## create the venv, install, migrate SQLite, serve on :6543
 	@echo "Development token (scopes read and write; kept in $(DEV_TOKEN)). Paste:"
 	@echo "  export TOKEN=$$(cat $(DEV_TOKEN))"
 	@echo "  curl -H \"Authorization: Bearer $$(cat $(DEV_TOKEN))\" http://127.0.0.1:6543/users"
@@ -38,11 +39,18 @@ audit: $(AUDIT_VENV)/.installed  ## pip-audit over constraints.txt; exit 2 unles
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache myservice.sqlite* $(DEV_TOKEN) $(AUDIT_VENV)
 
-# A token for trying the API, made once: its secret is shown only when it is made.
-$(DEV_TOKEN): | migrate
+# A token for trying the API, kept in $(DEV_TOKEN) (its secret is shown only when it is made):
+# made when there is none, and again when the database says it knows no such token, or that it
+# is revoked or expired (myservice-token check: exit status 1); a reset database, say. Any other
+# failure of the check (the database unreachable: 2) stops make.
+dev-token: migrate
+	@status=1; \
+	if [ -s $(DEV_TOKEN) ]; then $(BIN)/myservice-token check $(INI) < $(DEV_TOKEN); status=$$?; fi; \
+	if [ $$status -ne 1 ]; then exit $$status; fi; \
 	$(BIN)/myservice-token create $(INI) --name "development-$$(date +%Y%m%d-%H%M%S)" \
-		--scope read --scope write > $@.new
-	mv $@.new $@
+		--scope read --scope write > $(DEV_TOKEN).new && \
+	mv $(DEV_TOKEN).new $(DEV_TOKEN) && \
+	echo "made a new development token, in $(DEV_TOKEN)"
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)

@@ -1,7 +1,9 @@
-"""``myservice-token``: create, list and revoke the API tokens of an ini file's database.
+"""``myservice-token``: create, list, revoke and check the API tokens of an ini file's database.
 
 ``create`` prints the new token alone on stdout (``TOKEN=$(myservice-token create ...)``), once
-it is stored: it is shown this once, and only its SHA-256 is kept.
+it is stored: it is shown this once, and only its SHA-256 is kept. ``check`` reads a token on
+stdin (never on the command line, where ``ps`` would show it) and says whether the service
+accepts it; ``make run`` asks it whether ``.dev-token`` still works.
 """
 
 import argparse
@@ -18,6 +20,7 @@ from myservice.data.models.token import (
     SCOPES,
     all_tokens,
     create_token,
+    find_by_secret,
     revoke_token,
     state,
 )
@@ -26,14 +29,14 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
-DESCRIPTION = "Create, list and revoke the API tokens of the service's database."
+DESCRIPTION = "Create, list, revoke and check the API tokens of the service's database."
 EPILOG = """\
 The database is the ini file's sqlalchemy.url; DATABASE_URL overrides it.
 While the service is read-only for maintenance (myservice-maintenance INI on), create refuses
-(exit status 75) unless given --during-maintenance; list and revoke work as ever: taking access
-away never waits.
-Exit status: 0; 1 when the name is taken (create) or unknown (revoke); 2 for bad arguments or a
-database that cannot be used; 75 as above."""
+(exit status 75) unless given --during-maintenance; list, check and revoke work as ever: taking
+access away never waits.
+Exit status: 0; 1 when the name is taken (create) or unknown (revoke), or the token is not
+accepted (check); 2 for bad arguments or a database that cannot be used; 75 as above."""
 
 
 class Outcome(NamedTuple):
@@ -89,6 +92,10 @@ def parser():
     revoke = commands.add_parser("revoke", help="revoke a token: it is refused from now on")
     revoke.add_argument("ini", **ini)
     revoke.add_argument("name")
+    check = commands.add_parser(
+        "check", help="read a token on stdin; exit 0 if the service accepts it, else 1"
+    )
+    check.add_argument("ini", **ini)
     return main
 
 
@@ -132,8 +139,17 @@ def revoke(session, args):
     return Outcome(0, err=f"revoked {args.name}")
 
 
+def check(session, args):
+    token = find_by_secret(session, sys.stdin.readline().strip())
+    if token is None:
+        return fail("the database knows no such token (was it reset?)")
+    if (verdict := state(token, utcnow())) != "active":
+        return fail(f"the token {token.name!r} is {verdict}")
+    return Outcome(0, err=f"the token {token.name!r} is active: {' '.join(token.scopes)}")
+
+
 def fail(message):
     return Outcome(1, err=f"error: {message}")
 
 
-COMMANDS = {"create": create, "list": list_tokens, "revoke": revoke}
+COMMANDS = {"create": create, "list": list_tokens, "revoke": revoke, "check": check}

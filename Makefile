@@ -14,8 +14,19 @@ PGBOUNCER = /usr/sbin/pgbouncer
 TEST_BINARIES = $(CHROMIUM) $(PGBOUNCER)
 SUDO    = $(if $(filter 0,$(shell id -u)),,sudo)
 AUDIT_VENV ?= .venv-audit
+# Extras of setup.py for `make install`, e.g. EXTRAS=gunicorn or EXTRAS="gunicorn bench".
+EXTRAS ?=
 
-.PHONY: run test migrate dev-token bench audit clean
+# "yes" when the venv's myservice is this checkout, installed editable; empty when it is not:
+# no venv yet, or a `pip install '.[extra]'` without -e replaced the editable install with a
+# copy, after which edits would be silently ignored. Empty makes $(VENV)/.installed out of
+# date, so the next make (run, test, install) installs the checkout editable again.
+EDITABLE := $(shell $(BIN)/python -I -c 'import importlib.util as u, os.path as p, sys; \
+	s = u.find_spec("myservice"); \
+	sys.exit(s is None or p.realpath(s.origin) != p.realpath(sys.argv[1]))' \
+	$(CURDIR)/myservice/__init__.py 2>/dev/null && echo yes)
+
+.PHONY: run test install migrate dev-token bench audit clean
 
 run: $(VENV)/.installed migrate dev-token  ## create the venv, install, migrate SQLite, serve on :6543
 	@echo "Development token (scopes read and write; kept in $(DEV_TOKEN)). Paste:"
@@ -26,6 +37,9 @@ run: $(VENV)/.installed migrate dev-token  ## create the venv, install, migrate 
 test: $(VENV)/.installed-testing  ## the whole suite (SQLite, or TEST_DATABASE_URL) and ruff
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The one way to add extras: editable like the rest. Never pip install '.[extra]' by hand.
+install: $(VENV)/.installed $(EXTRAS:%=$(VENV)/.installed-%)  ## the venv, editable, with EXTRAS
 
 migrate: $(VENV)/.installed
 	$(BIN)/alembic -c $(INI) upgrade head
@@ -57,23 +71,25 @@ $(VENV)/.created:
 	$(BIN)/pip install --quiet --upgrade pip
 	touch $@
 
-$(VENV)/.installed: $(VENV)/.created setup.py constraints.txt
+$(VENV)/.installed: $(VENV)/.created setup.py constraints.txt $(if $(EDITABLE),,FORCE)
 	$(BIN)/pip install --quiet -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.installed-testing: $(VENV)/.installed | $(TEST_BINARIES)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[testing]'
+FORCE:
+
+# An extra of setup.py (testing, bench, gunicorn), installed editable like the service; made
+# again whenever the service is (a new setup.py, or the editable install lost).
+$(VENV)/.installed-%: $(VENV)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[$*]'
 	touch $@
+
+$(VENV)/.installed-testing: | $(TEST_BINARIES)
 
 # One apt-get for all of them when any is missing (a grouped target: the recipe runs once).
 $(TEST_BINARIES) &:
 	$(SUDO) apt-get -o DPkg::Lock::Timeout=600 update
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
 		install -y --no-install-recommends $(notdir $(TEST_BINARIES))
-
-$(VENV)/.installed-bench: $(VENV)/.installed
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]'
-	touch $@
 
 $(AUDIT_VENV)/.installed: tools/audit-requirements.txt
 	$(PYTHON) -m venv $(AUDIT_VENV)

@@ -8,18 +8,16 @@ with the service secret, so a client cannot forge or edit one: it gets 400 inste
 import os
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from webob.cookies import SignedSerializer
 
 from myservice.data.errors import BadSettings
 from myservice.edge.problems import InvalidQuery
-from myservice.edge.validation import QueryInt
+from myservice.edge.validation import Query, QueryInt, query_pairs
 
 
-class PageParams(BaseModel):
+class PageParams(Query):
     """The query parameters every collection accepts."""
-
-    model_config = ConfigDict(extra="ignore")
 
     limit: QueryInt = Field(50, ge=1, le=200)
     cursor: str | None = Field(
@@ -41,7 +39,7 @@ def page(request, query, key, params):
         return rows, None
     rows = rows[: params.limit]
     cursor = request.registry["cursor_serializer"].dumps({"after": rows[-1].id}).decode()
-    query_string = [(k, v) for k, v in request.GET.items() if k != "cursor"]
+    query_string = [(k, v) for k, v in query_pairs(request) if k != "cursor"]
     url = f"{request.path_url}?{urlencode([*query_string, ('cursor', cursor)])}"
     request.response.headers["Link"] = f'<{url}>; rel="next"'
     return rows, cursor

@@ -7,11 +7,12 @@ INI    ?= development.ini
 # accepts it (`make clean` deletes it with the database).
 DEV_TOKEN ?= .dev-token
 # Debian packages the tests run, named by their binaries (each package is named after its
-# binary): tests/test_docs_page.py's browser, chromium (never a browser build of its own), and
-# tests/test_pgbouncer.py's pgbouncer.
+# binary): tests/test_docs_page.py's browser, chromium (never a browser build of its own),
+# tests/test_pgbouncer.py's pgbouncer, and curl, which docs/tour.sh calls (tests/test_tour.py).
 CHROMIUM = /usr/bin/chromium
 PGBOUNCER = /usr/sbin/pgbouncer
-TEST_BINARIES = $(CHROMIUM) $(PGBOUNCER)
+CURL = /usr/bin/curl
+TEST_BINARIES = $(CHROMIUM) $(PGBOUNCER) $(CURL)
 SUDO    = $(if $(filter 0,$(shell id -u)),,sudo)
 AUDIT_VENV ?= .venv-audit
 # Extras of setup.py for `make install`, e.g. EXTRAS=gunicorn or EXTRAS="gunicorn bench".
@@ -44,7 +45,7 @@ install: $(VENV)/.installed $(EXTRAS:%=$(VENV)/.installed-%)  ## the venv, edita
 migrate: $(VENV)/.installed
 	$(BIN)/alembic -c $(INI) upgrade head
 
-bench: $(VENV)/.installed-bench  ## myservice against a bare baseline (see README); BENCH_ARGS=--quick
+bench: $(VENV)/.installed-bench  ## myservice against a bare baseline (docs/performance.md); BENCH_ARGS=--quick
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 audit: $(AUDIT_VENV)/.installed  ## pip-audit over constraints.txt; exit 2 unless every pin was checked

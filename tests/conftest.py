@@ -10,9 +10,11 @@ requests of the same test committed.
 
 import logging
 import os
+import secrets
 import subprocess
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ import webtest
 from pyramid.config import Configurator
 from pyramid.paster import get_appsettings
 from sqlalchemy import MetaData, create_engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 import myservice
@@ -36,7 +39,7 @@ os.environ.pop("MYSERVICE_SECRET", None)
 
 
 def migrate(url, *args):
-    """Run the alembic command line, as the README does, against ``url``."""
+    """Run the alembic command line, as docs/deployment.md does, against ``url``."""
     subprocess.run(
         [sys.executable, "-m", "alembic", "-c", str(DEVELOPMENT_INI), *args],
         env={**os.environ, "DATABASE_URL": url},
@@ -112,6 +115,36 @@ def token(db_url):
 @pytest.fixture(scope="session")
 def is_postgres(db_url):
     return db_url.startswith("postgresql")
+
+
+@dataclass
+class Database:
+    url: str
+    schema: str | None  # the PostgreSQL schema the URL selects; None on SQLite
+
+    @property
+    def is_sqlite(self):
+        return self.schema is None
+
+
+@pytest.fixture
+def empty_database(db_url, is_postgres, tmp_path):
+    """A new database with nothing in it, not even tables: a SQLite file, or a new schema of the
+    PostgreSQL test database that the URL selects with libpq's ``search_path`` option. Dropped
+    afterwards; the session's ``db_url`` database, which other tests use, is never touched."""
+    if not is_postgres:
+        yield Database(f"sqlite:///{tmp_path / 'empty.sqlite'}", schema=None)
+        return
+    schema = f"empty_{secrets.token_hex(6)}"
+    url = make_url(db_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    with short_lived_engine(db_url) as admin:
+        try:
+            with admin.begin() as connection:
+                connection.execute(text(f"CREATE SCHEMA {schema}"))
+            yield Database(url.render_as_string(hide_password=False), schema=schema)
+        finally:
+            with admin.begin() as connection:
+                connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
 
 
 @pytest.fixture(scope="session")

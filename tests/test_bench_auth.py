@@ -15,7 +15,7 @@ from pyramid.paster import get_app
 from bench.auth import COMPARISON
 from bench.server import BenchError, free_port, write_ini
 from bench.variants import app_editor
-from tests.conftest import DEVELOPMENT_INI
+from tests.conftest import DEVELOPMENT_INI, with_token
 
 NOT_A_TOKEN = {"Authorization": "Bearer not-a-token"}
 
@@ -33,16 +33,21 @@ def noauth(tmp_path, db_url, monkeypatch):
         app.registry["dbsession_factory"].kw["bind"].dispose()
 
 
-def test_the_comparison_app_reads_and_writes_without_a_token(noauth, app):
+def test_the_comparison_app_reads_and_writes_without_a_token(noauth, app, token, empty_tables):
     shipped = webtest.TestApp(app)
     shipped.get("/users?limit=1", status=401)
     shipped.delete("/users/999999999", status=401)
 
-    assert noauth.get("/users?limit=1", status=200).json["items"] is not None
-    assert noauth.get("/users?limit=1", headers=NOT_A_TOKEN, status=200).json["items"] is not None
-    # a "write" view (the default permission) is past the policy too: the user is missing
+    body = {"username": "noauth", "email": "noauth@example.org"}
+    user = noauth.post_json("/users", body, status=201).json  # a write, with no token
+    path = f"/users/{user['id']}"
+    assert noauth.get(path, status=200).json == user  # what the benchmark reads
+    assert noauth.get(path, headers=NOT_A_TOKEN, status=200).json == user  # never looked at
+    assert noauth.get("/users", {"username": "noauth"}, status=200).json["items"] == [user]
+    # the same database and views as the shipped app, which reads it with a token
+    assert with_token(app, token).get(path, status=200).json == user
     assert noauth.delete("/users/999999999", status=404).json["status"] == 404
-    assert noauth.get("/health", status=200)
+    assert noauth.get("/health", status=200).json == {"status": "ok"}
 
 
 def test_the_editor_changes_the_app_factory_and_nothing_else():

@@ -129,15 +129,27 @@ def test_production_ignores_forwarded_headers_from_anyone_but_its_proxy(
     assert location == f"{server.base_url}/users/{user_id}"
 
 
+def server_options(text):
+    """The ``[server:main]`` options of an ini file's text, ``[DEFAULT]`` interpolated."""
+    parser = configparser.ConfigParser(defaults={"here": "."})
+    parser.read_string(text)
+    return {k: v for k, v in parser.items("server:main") if k not in parser.defaults()}
+
+
 def test_the_benchmarks_stock_waitress_takes_production_server_options():
     from waitress.adjustments import Adjustments
 
     from bench.variants import baseline_editor
 
-    text = baseline_editor("egg:waitress#main")((ROOT / "production.ini").read_text())
-    parser = configparser.ConfigParser(defaults={"here": "."})
-    parser.read_string(text)
-    server = {k: v for k, v in parser.items("server:main") if k not in parser.defaults()}
+    text = (ROOT / "production.ini").read_text()
+    production = server_options(text)
+    server = server_options(baseline_editor("egg:waitress#main")(text))
 
     assert server.pop("use") == "egg:waitress#main"
+    production.pop("use")
+    assert server == {k: v for k, v in production.items() if k in server}  # values unchanged
     Adjustments(**server)  # raises ValueError on an option stock waitress does not know
+    # Only what stock waitress refuses was left out: the baseline serves like production.
+    for option in sorted(production.keys() - server.keys()):
+        with pytest.raises(ValueError, match=option):
+            Adjustments(**{option: production[option]})

@@ -128,7 +128,8 @@ def test_the_switch_refuses_every_write_within_seconds_serves_reads_and_turns_ba
 
     switched_off = maintenance(db_url, "off")
     assert switched_off.startswith("read-write since "), switched_off
-    assert first_reply_with(server, 201, "writes after the switch was turned off")
+    created = first_reply_with(server, 201, "writes after the switch was turned off").json()
+    assert call(server, "GET", f"/users/{created['id']}").json() == created
     assert call(server, "GET", "/health/ready").json() == {**READY, "mode": "read-write"}
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from myservice.data.models import Group, Membership
-from tests.test_users import USER_FIELDS, assert_problem
+from tests.test_users import USER_FIELDS, assert_problem, instant
 
 
 def new_user(testapp, name):
@@ -64,7 +64,7 @@ def test_join_bumps_the_groups_version_and_etag(testapp):
     after = testapp.get(f"/groups/{group['id']}")
     assert after.json["version"] == 2
     assert after.headers["ETag"] == '"2"'
-    assert after.json["updated_at"] >= group["updated_at"]
+    assert instant(after.json["updated_at"]) >= instant(group["updated_at"])
     testapp.get(f"/groups/{group['id']}", headers={"If-None-Match": '"1"'}, status=200)
     testapp.patch_json(
         f"/groups/{group['id']}", {"name": "x"}, headers={"If-Match": '"1"'}, status=412

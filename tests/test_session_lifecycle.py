@@ -66,6 +66,20 @@ def conflict_every_time(request):
     request.dbsession.execute(text(SERIALIZATION_FAILURE))
 
 
+def stale_every_time(request):
+    """A versioned UPDATE that matches no row on every attempt, as when a concurrent writer
+    changed the row since it was read (any database)."""
+    attempts_counter(request)
+    session = request.dbsession
+    user = User(username="never", email="never@example.com")
+    session.add(user)
+    session.flush()
+    # what a concurrent writer's commit does to the row; the session's copy is left at 1
+    session.execute(text("UPDATE users SET version = version + 1 WHERE id = :id"), {"id": user.id})
+    user.full_name = "lost"
+    session.flush()  # UPDATE ... WHERE version = 1 matches no row: StaleDataError
+
+
 def conflict_at_commit_on_first_attempt(request):
     """A serialization failure raised by the COMMIT itself (a deferred constraint trigger)."""
     attempts = attempts_counter(request)
@@ -162,6 +176,7 @@ TEST_VIEWS = {
     "/test/write-then-return-400": write_then_return_400,
     "/test/conflict-on-first-attempt": conflict_on_first_attempt,
     "/test/conflict-every-time": conflict_every_time,
+    "/test/stale-every-time": stale_every_time,
     "/test/conflict-at-commit": conflict_at_commit_on_first_attempt,
     "/test/stale-on-first-attempt": stale_on_first_attempt,
     "/test/connection-dies": connection_dies_on_first_attempt,
@@ -193,6 +208,17 @@ def engine(real_app):
 def postgres_only(is_postgres):
     if not is_postgres:
         pytest.skip("needs PostgreSQL, which raises real serialization failures (CI runs it)")
+
+
+@pytest.fixture(params=["stale-version", "serialization-failure"])
+def conflict_every_time_path(request, is_postgres):
+    """A view that meets a conflict on every attempt: a versioned UPDATE that matches no row
+    (any database), or PostgreSQL's serialization failure."""
+    if request.param == "serialization-failure":
+        if not is_postgres:
+            pytest.skip("SQLite raises no serialization failures: its writers take turns")
+        return "/test/conflict-every-time"
+    return "/test/stale-every-time"
 
 
 def usernames(engine):
@@ -343,8 +369,10 @@ def test_a_serialization_failure_at_commit_is_retried_too(client, engine, postgr
     assert engine.pool.checkedout() == 0
 
 
-def test_a_conflict_on_every_attempt_ends_in_503_not_500(client, engine, real_app, postgres_only):
-    response = client.post("/test/conflict-every-time", status=503)
+def test_a_conflict_on_every_attempt_ends_in_503_not_500(
+    client, engine, real_app, conflict_every_time_path
+):
+    response = client.post(conflict_every_time_path, status=503)
     assert response.content_type == "application/problem+json"
     assert response.headers["Retry-After"]
     assert real_app.registry["test_attempts"] == [0, 1, 2]  # retry.attempts = 3
@@ -372,11 +400,11 @@ def test_a_connection_that_dies_at_commit_is_a_503_and_never_replayed(
     assert engine.pool.checkedout() == 0
 
 
-def test_the_number_of_attempts_is_the_retry_attempts_setting(app_settings, token, postgres_only):
+def test_the_number_of_attempts_is_the_retry_attempts_setting(app_settings, token):
     with Configurator(settings={**app_settings, "retry.attempts": "2"}) as config:
         config.include(myservice.includeme)
         config.add_route("conflict", "/conflict")
-        config.add_view(conflict_every_time, route_name="conflict", renderer="json")
+        config.add_view(stale_every_time, route_name="conflict", renderer="json")
     app = config.make_wsgi_app()
     with_token(app, token).post("/conflict", status=503)
     assert app.registry["test_attempts"] == [0, 1]

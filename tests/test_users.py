@@ -1,7 +1,12 @@
 """The /users contract, row by row."""
 
+from datetime import datetime
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 from sqlalchemy import event
+
+from myservice.api.pagination import cursor_serializer
 
 #: The members of a user, as API.md lists them.
 USER_FIELDS = {"id", "username", "email", "full_name", "created_at", "updated_at", "version"}
@@ -12,6 +17,11 @@ ADA = {"username": "Ada", "email": "Ada@Example.com", "full_name": "Ada Lovelace
 def create(testapp, **fields):
     body = {"username": "grace", "email": "grace@example.com", **fields}
     return testapp.post_json("/users", body, status=201)
+
+
+def instant(timestamp):
+    """An API timestamp as a datetime, to compare: as text "...:37Z" sorts after "...:37.5Z"."""
+    return datetime.fromisoformat(timestamp)
 
 
 def assert_problem(response, status):
@@ -180,7 +190,7 @@ def test_patch_changes_the_given_fields_and_bumps_the_version(testapp):
     assert patched["full_name"] == "Grace Hopper"
     assert patched["username"] == user["username"]
     assert patched["version"] == 2
-    assert patched["updated_at"] >= user["updated_at"]
+    assert instant(patched["updated_at"]) >= instant(user["updated_at"])
     assert patched["created_at"] == user["created_at"]
     assert response.headers["ETag"] == '"2"'
     assert testapp.get(f"/users/{user['id']}").json == patched
@@ -247,7 +257,13 @@ def test_patch_of_an_unknown_user_is_404(testapp):
 
 def test_patch_with_a_matching_if_match_succeeds(testapp):
     user = create(testapp).json
-    testapp.patch_json(f"/users/{user['id']}", {"full_name": "x"}, headers={"If-Match": '"1"'})
+    response = testapp.patch_json(
+        f"/users/{user['id']}", {"full_name": "x"}, headers={"If-Match": '"1"'}, status=200
+    )
+    patched = response.json
+    assert (patched["full_name"], patched["version"]) == ("x", 2)
+    assert response.headers["ETag"] == '"2"'
+    assert testapp.get(f"/users/{user['id']}").json == patched
 
 
 def test_patch_with_a_stale_if_match_is_412_and_changes_nothing(testapp):
@@ -328,12 +344,27 @@ def test_list_filters_by_username_and_email_ignoring_case(testapp):
     assert testapp.get("/users?email=nobody@example.com").json["items"] == []
 
 
-def test_list_keeps_filters_in_the_next_link(testapp):
-    make_users(testapp, 3)
-    response = testapp.get("/users?limit=1&email=u1@example.com")
-    assert response.json["next_cursor"] is None
-    response = testapp.get("/users?limit=1&username=user001")
-    assert len(response.json["items"]) == 1
+def next_link(response):
+    """The URL of the ``Link: <...>; rel="next"`` header."""
+    link = response.headers["Link"]
+    assert link.endswith('>; rel="next"'), link
+    return link[link.index("<") + 1 : link.index(">")]
+
+
+def test_the_next_link_keeps_the_query_and_replaces_only_the_cursor(testapp):
+    """The next link is the request's own URL with the next cursor instead of its own. (The
+    filters, username and email, are unique: a filtered list has one page, so ``limit`` is the
+    parameter that shows the query kept.)"""
+    users = make_users(testapp, 5)
+
+    second = testapp.get(next_link(testapp.get("/users?limit=2")))
+    assert second.json["items"] == users[2:4]  # still two to a page
+    link = next_link(second)
+    assert parse_qs(urlsplit(link).query) == {
+        "limit": ["2"],
+        "cursor": [second.json["next_cursor"]],  # the new cursor, the old one gone
+    }
+    assert testapp.get(link).json == {"items": users[4:], "next_cursor": None}
 
 
 @pytest.mark.parametrize(
@@ -365,10 +396,16 @@ def test_an_edited_cursor_is_400(testapp):
 
 
 def test_a_cursor_signed_with_another_secret_is_400(testapp, app_settings):
-    from webob.cookies import SignedSerializer
+    users = make_users(testapp, 3)
+    after_first = {"after": users[0]["id"]}
+    ours = cursor_serializer(app_settings["myservice.secret"]).dumps(after_first).decode()
+    forged = cursor_serializer("not-our-secret").dumps(after_first).decode()
 
-    forged = SignedSerializer("not-our-secret", salt="myservice.cursor", hashalg="sha256")
-    testapp.get("/users", {"cursor": forged.dumps({"after": 0}).decode()}, status=400)
+    # The same payload, signed with the service's secret, is a cursor it accepts ...
+    assert testapp.get("/users", {"cursor": ours}).json["items"] == users[1:]
+    # ... so only the secret makes this one a forgery.
+    response = testapp.get("/users", {"cursor": forged}, status=400)
+    assert [error["parameter"] for error in assert_problem(response, 400)["errors"]] == ["cursor"]
 
 
 def test_a_new_user_was_updated_when_it_was_created(testapp):

@@ -18,10 +18,8 @@ from pyramid.security import Allowed, Denied
 from myservice.data.db import WRITE_METHODS
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import PREFIX, find_by_secret, is_stale, note_use, note_use_if_free
+from myservice.edge.accesslog import TOKEN_KEY
 from myservice.edge.problems import http_exception_view, problem
-
-#: The WSGI environ key of a request's token name, once its token was accepted (for logs).
-TOKEN_NAME = "myservice.token_name"
 
 #: ``Authorization: Bearer <secret>``, the secret as ``models.token.new_secret`` makes them.
 BEARER = re.compile(rf"Bearer +({re.escape(PREFIX)}[A-Za-z0-9_-]{{43}}) *", re.IGNORECASE)
@@ -69,7 +67,7 @@ def authentication(request):
     if is_stale(row, now):
         note = note_use if request.method in WRITE_METHODS else note_use_if_free
         note(request.dbsession, row, now)
-    request.environ[TOKEN_NAME] = row.name
+    request.environ[TOKEN_KEY] = row.name
     return Token(row.id, row.name, frozenset(row.scopes))
 
 

@@ -208,6 +208,11 @@ class DeferredInterrupt:
 
     @contextmanager
     def installed(self):
+        """SIGINT handled by this for the block; left ignored when it was (``nohup``, or a
+        background job of a shell without job control)."""
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            yield self
+            return
         previous = signal.signal(signal.SIGINT, self)
         try:
             yield self

@@ -16,9 +16,10 @@ from myservice.edge.maintenance import ReadOnly, mode_name
 
 EPILOG = """\
 On: every process of the service refuses writes (503) within myservice.maintenance_check_seconds
-and serves reads; myservice-import, myservice-purge, myservice-token create and pshell's commits
-are refused (exit status 75) unless given --during-maintenance. Alembic migrations, revoking a
-token and this command itself work as ever. Turning it on waits for a tool's commit under way."""
+and serves reads; myservice-import, myservice-purge and myservice-token create are refused (exit
+status 75) unless given --during-maintenance, and so is pshell's tm.commit() unless the shell
+sets dbsession.info["during_maintenance"] = True. Alembic migrations, revoking a token and this
+command itself work as ever. Turning it on waits for a tool's commit under way."""
 
 
 @console_script("myservice-maintenance")

@@ -22,10 +22,13 @@ requires = [
     "zope.sqlalchemy>=3.1",
 ]
 
-#: ``make bench`` only: the bare baseline's connection pool and JSON encoder.
+#: ``make bench`` only: the bare baseline's connection pool and JSON encoder, and the peers
+#: (bench/peers/): FastAPI on uvicorn with its standard extras (uvloop, httptools).
 bench_require = [
+    "fastapi>=0.115",
     "orjson>=3.10",
     "psycopg-pool>=3.2",
+    "uvicorn[standard]>=0.30",
 ]
 
 #: ``gunicorn --paste production.ini``: the multi-process alternative to pserve (gunicorn.conf.py).

@@ -5,7 +5,7 @@ including Configurator sets a security policy that permits everything after
 ``config.include(myservice.includeme)``. Pyramid resolves the two ``set_security_policy``
 actions by their include path, and the including configurator's own action wins over the one
 in the included ``myservice.edge.security``, so no header is parsed and no token looked up; nothing
-in myservice knows about the comparison (tests/test_bench_auth.py proves the app answers
+in myservice knows about the comparison (bench/test_auth.py proves the app answers
 without a token). The views keep their permissions and Pyramid still asks the policy, so what
 is left out is the token's price: the header, its hash, the lookup, the use noted.
 """

@@ -23,7 +23,8 @@ from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from bench.server import BenchError, venv_command
+from tests.support.processes import SetupError as BenchError
+from tests.support.processes import venv_command
 
 #: Users in one POST /users/bulk (production.ini's myservice.max_bulk) and per import batch.
 BATCH = 1000

@@ -17,8 +17,9 @@ import statistics
 from dataclasses import dataclass
 
 from bench.served import Target
-from bench.server import free_port, running_server, write_ini
 from bench.variants import app_editor
+from tests.support.processes import free_port, write_ini
+from tests.support.processes import serving as running_server
 
 
 @dataclass(frozen=True)

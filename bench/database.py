@@ -17,10 +17,10 @@ import psycopg
 from psycopg import sql
 from sqlalchemy import create_engine
 
-from bench.server import BenchError
 from myservice.api.pagination import cursor_serializer
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import TOKENS, create_token
+from tests.support.processes import SetupError as BenchError
 
 #: A run's token lives this long, so one that a killed run left behind is refused anyway; the
 #: next run deletes it.

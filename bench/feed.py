@@ -20,9 +20,10 @@ from webob import Request
 import myservice
 from bench import database, inprocess
 from bench.compare import Comparison
-from bench.server import free_port, migrate, write_ini
+from bench.server import migrate
 from myservice.api.changes import write_pending_changes
 from myservice.data.db import RequestSession
+from tests.support.processes import free_port, write_ini
 
 #: Feed lengths whose head is polled.
 FEED_LENGTHS = (1_000, 1_000_000)

@@ -3,10 +3,12 @@
 1. Setup: wrk (apt-get when missing), the benchmark's own database (created when missing,
    ``alembic upgrade head``, 1,000,000 users seeded once and reused), a fresh cursor secret
    and a fresh API token (``read`` and ``write``) that every request sends, deleted at the end.
-2. Served: myservice (production.ini as shipped) and the baseline (``bench/baseline.py`` on the
-   same ``[server:main]``, on stock waitress and on ``egg:myservice``, the spin removed) run side
-   by side; wrk -t4 -c16 drives GET one user, POST a user, GET a page of 50 and GET the page
-   after id N-50, alternating the servers over several rounds (``bench/served.py``).
+2. Served: myservice (production.ini as shipped), the baseline (``bench/baseline.py`` on the
+   same ``[server:main]``, on stock waitress and on ``egg:myservice``, the spin removed) and the
+   peers (``bench/peers/``: the Pyramid cookiecutter pattern on waitress, FastAPI on uvicorn)
+   run side by side; wrk -t4 -c16 drives GET one user, POST a user, GET a page of 50 and GET
+   the page after id N-50 (not the peers, which page by offset), alternating the servers over
+   several rounds (``bench/served.py``).
 3. Memory: GET one user on myservice until 100,000 requests were served, RSS before and after.
 4. Writing many users: one POST /users/bulk of 1000 users against 1000 single POSTs on the
    myservice server, then ``myservice-import`` of a CSV file in a subprocess (``bench/bulk.py``).
@@ -33,9 +35,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 from bench import auth, bulk, compare, database, feed, inprocess, report, served
-from bench.server import BenchError, free_port, migrate, running_server, write_ini
-from bench.variants import baseline_editor, variants
+from bench.peers.serve import running_peer
+from bench.server import migrate
+from bench.variants import baseline_editor, processes_editor, variants
 from bench.wrk import ensure_wrk
+from tests.support.processes import SetupError as BenchError
+from tests.support.processes import free_port, write_ini
+from tests.support.processes import serving as running_server
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,19 +130,30 @@ def benchmark(options, directory, notes):
 
 
 def start_servers(stack, options, directory, found, secret):
-    """Start every variant's server (stopped when ``stack`` closes): wrk targets, pids."""
+    """Start every variant's server (stopped when ``stack`` closes): wrk targets, pids.
+
+    The peers page by offset, as their guides do, so they are not driven on the deep page."""
     after = options.users - 50
     deep = {
         "myservice": f"/users?limit=50&cursor={quote(database.deep_cursor(secret, after))}",
         "baseline": f"/users?limit=50&after={after}",
+        "peer": None,
     }
     targets, pids = [], {}
     for variant in found:
         port = free_port()
-        edit = baseline_editor(variant.baseline_server) if variant.baseline_server else None
-        ini = write_ini(options.ini, directory, port, name=f"{variant.key}.ini", edit=edit)
         progress(f"starting {variant.description} on port {port}")
-        server = stack.enter_context(running_server(ini, dict(os.environ), port, 60))
+        if variant.app == "peer":
+            url = os.environ["DATABASE_URL"]
+            server = stack.enter_context(running_peer(variant.key, directory, port, url, 60))
+        else:
+            edit = None
+            if variant.baseline_server:
+                edit = baseline_editor(variant.baseline_server)
+            elif variant.processes:
+                edit = processes_editor(variant.processes)
+            ini = write_ini(options.ini, directory, port, name=f"{variant.key}.ini", edit=edit)
+            server = stack.enter_context(running_server(ini, dict(os.environ), port, 60))
         pids[variant.key] = server.pid
         targets.append(served.Target(variant.key, f"http://127.0.0.1:{port}", deep[variant.app]))
     return targets, pids
@@ -149,7 +166,7 @@ def measure(options, directory, notes, wrk_path, url, secret, token):
         targets, pids = start_servers(stack, options, directory, found, secret)
         results = driver.rounds(targets, options.rounds, options.seconds, progress)
         summaries = {
-            key: {scenario: report.summary(runs) for scenario, runs in by_scenario.items()}
+            key: {scenario: report.summary(runs) for scenario, runs in by_scenario.items() if runs}
             for key, by_scenario in results.items()
         }
         memory = driver.memory(

@@ -28,7 +28,10 @@ class Target:
 
     key: str
     base_url: str
-    deep_path: str
+    deep_path: str | None  # None: not driven on the deep page
+
+    def serves(self, scenario):
+        return scenario != "deep" or self.deep_path is not None
 
 
 @dataclass
@@ -77,7 +80,7 @@ class Driver:
         for number in range(rounds + 1):
             progress(f"{what}round {number}/{rounds}" if number else f"{what}warm-up round")
             for scenario in scenarios:
-                for target in targets:
+                for target in filter(lambda target: target.serves(scenario), targets):
                     result = self.once(target, scenario, seconds if number else 1)
                     if number:
                         results[target.key][scenario].append(result)

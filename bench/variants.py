@@ -1,40 +1,54 @@
-"""What is served: myservice from production.ini as shipped, and the baseline on each server.
+"""What is served: myservice from production.ini as shipped, the baseline on each server, and
+the peers (``bench/peers/``) on theirs.
 
-Every variant is production.ini with its ``listen`` line pointed at a free local port; the
-baseline's only changes are its ``[app:main]`` (``bench.baseline``, a pool as large as the
-server's thread count) and, for "spin removed", the server runner of ``[server:main]``.
+myservice and the baseline are production.ini with its ``listen`` line pointed at a free local
+port; the baseline's only changes are its ``[app:main]`` (``bench.baseline``, a pool as large
+as the server's thread count) and, for "spin removed", the server runner of ``[server:main]``.
+The peers are started as their own documentation starts them (``bench.peers.serve``).
 """
 
 import configparser
 import re
 from dataclasses import dataclass
 
-from bench.server import BenchError
+from bench.peers.serve import PEERS
 from myservice.edge.server import OWN_OPTIONS
+from tests.support.processes import SetupError as BenchError
 
 #: myservice's server runner, which removes waitress's main-loop spin (myservice/server.py).
 SPIN_FREE_USE = "egg:myservice"
 SPIN_FREE_KEY = "base-nospin"
+#: myservice on two server processes (``pserve production.ini processes=2``).
+TWO_PROCESSES_KEY = "myservice-2proc"
 
 
 @dataclass(frozen=True)
 class Variant:
     key: str  # short name in tables and JSON
     description: str
-    app: str  # "myservice" or "baseline": which URLs (cursor or after=) it is driven with
+    app: str  # "myservice", "baseline" or "peer": which URLs it is driven with
     baseline_server: str | None = None  # None: production.ini unchanged; else a `use = ...`
+    processes: int | None = None  # myservice on this many server processes (production.ini's)
 
 
 def variants():
-    """myservice, and the baseline on stock waitress and on ``egg:myservice`` (spin removed)."""
+    """myservice, the baseline on stock waitress and on ``egg:myservice`` (spin removed), and
+    the peers."""
     return [
         Variant("myservice", "myservice, production.ini as shipped", "myservice"),
+        Variant(
+            TWO_PROCESSES_KEY,
+            "myservice, pserve production.ini processes=2",
+            "myservice",
+            processes=2,
+        ),
         Variant(
             "base-stock", "baseline on stock egg:waitress#main", "baseline", "egg:waitress#main"
         ),
         Variant(
             SPIN_FREE_KEY, f"baseline on {SPIN_FREE_USE} (spin removed)", "baseline", SPIN_FREE_USE
         ),
+        *(Variant(key, description, "peer") for key, description in PEERS.items()),
     ]
 
 
@@ -61,6 +75,22 @@ def replace_use(text, name, use):
     return text[:start] + body + text[end:]
 
 
+def processes_editor(count):
+    """An edit of production.ini's text that serves myservice from ``count`` processes, as
+    ``pserve production.ini processes=<count>`` would."""
+
+    def edit(text):
+        start, end = section(text, "server:main")
+        server, replaced = re.subn(
+            r"(?m)^get processes\s*=.*$", f"processes = {count}", text[start:end]
+        )
+        if replaced != 1:
+            raise BenchError("[server:main] has no single 'get processes = ...' line")
+        return text[:start] + server + text[end:]
+
+    return edit
+
+
 def app_editor(use):
     """An edit of production.ini's text whose ``[app:main]`` is served by ``use`` (e.g.
     ``call:bench.auth:noauth_app``); the app's settings and the server stay as they are."""
@@ -75,7 +105,9 @@ def baseline_editor(use):
         text = replace_use(text, "server:main", use)
         if use != SPIN_FREE_USE:  # stock waitress refuses the options only myservice's takes
             start, end = section(text, "server:main")
-            server = re.sub(rf"(?m)^(?:{'|'.join(OWN_OPTIONS)})\s*=.*\n", "", text[start:end])
+            server = re.sub(
+                rf"(?m)^(?:get\s+)?(?:{'|'.join(OWN_OPTIONS)})\s*=.*\n", "", text[start:end]
+            )
             text = text[:start] + server + text[end:]
         start, end = section(text, "app:main")
         app = f"use = call:bench.baseline:app_factory\npool_size = {threads}\n\n"

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from bench.server import BenchError
+from tests.support.processes import SetupError as BenchError
 
 THREADS = 4
 CONNECTIONS = 16

@@ -57,3 +57,4 @@ def includeme(config):
     config.scan(".api.views")
     config.include(".api.openapi")  # GET /openapi.json
     config.include(".api.docspage")  # GET /docs: that document for people (Swagger UI, offline)
+    config.include(".edge.requestclass")  # the request class, built once with all of the above

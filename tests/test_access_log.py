@@ -9,50 +9,18 @@ race raises it) and that pyramid_retry replays, as it does any transient conflic
 
 import configparser
 import json
-import logging
 import uuid
 from datetime import datetime
 
 import pytest
-from sqlalchemy.orm.exc import StaleDataError
+from pythonjsonlogger.json import JsonFormatter
 
+from myservice.edge.accesslog import AccessRecord, Served
 from myservice.edge.requestid import JsonLogFormatter
-from tests.conftest import DEVELOPMENT_INI, app_with_views, collected_log, with_token
-from tests.realserver import call, running_server
-
-
-def conflict_on_the_first_attempt(request):
-    if request.environ["retry.attempt"] == 0:
-        raise StaleDataError("UPDATE statement on table 'users' expected to update 1 row")
-    return {"attempt": request.environ["retry.attempt"] + 1}
-
-
-def conflict_on_every_attempt(request):
-    raise StaleDataError("UPDATE statement on table 'users' expected to update 1 row")
-
-
-def log_from_the_view(request):
-    logging.getLogger("myservice.test").warning("something the view noticed")
-    return {"ok": True}
-
-
-#: Views that only these tests (and tests/test_metrics.py) need.
-TEST_VIEWS = {
-    "/test/conflict-once": conflict_on_the_first_attempt,
-    "/test/conflict-always": conflict_on_every_attempt,
-    "/test/log": log_from_the_view,
-}
-
-
-@pytest.fixture(scope="module")
-def views_app(app_settings):
-    """The service plus ``TEST_VIEWS``, over the session's database (nothing here writes)."""
-    return app_with_views(app_settings, TEST_VIEWS)
-
-
-@pytest.fixture
-def views_client(views_app, token):
-    return with_token(views_app, token)
+from tests.support.app import collected_log
+from tests.support.client import call
+from tests.support.paths import DEVELOPMENT_INI
+from tests.support.servers import running_server
 
 
 @pytest.fixture
@@ -85,6 +53,26 @@ def assert_access_line(record, *, method, path, route, status, retries=0, token=
     assert record["retries"] == retries
     assert record["token"] == token
     assert record["message"].startswith(f"{method} {path}")
+
+
+@pytest.mark.parametrize("token", [None, "deploy-bot"])
+def test_the_access_line_is_the_json_python_json_logger_would_write(token):
+    """The access line's record skips the logging module's machinery, and the JSON formatter
+    writes it in one step (``AccessRecord``): the same keys in the same order, the same values,
+    as python-json-logger's own ``format`` makes of the same record."""
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(DEVELOPMENT_INI)
+    formatter = JsonLogFormatter(ini["formatter_json"]["format"])
+    served = Served("req-1", "GET", "/users?limit=2", "users", 200, 0.0012345, 1, token)
+    record = AccessRecord(served)
+
+    ours = json.loads(formatter.format(record))
+    theirs = json.loads(JsonFormatter.format(formatter, record))
+
+    assert list(ours.items()) == list(theirs.items())
+    assert ours["message"] == "GET /users?limit=2 200 1.2ms route=users retries=1" + (
+        f" token={token}" if token else ""
+    )
 
 
 def test_a_request_is_logged_as_json_with_its_id_route_status_and_duration(testapp, json_log):

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 from tools.audit import AUDITED, NOT_AUDITED, VULNERABLE, pins, verdict
 
 CONSTRAINTS = ROOT / "constraints.txt"

@@ -9,54 +9,17 @@ deletes every row it committed at the end.
 import random
 from collections import Counter
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from myservice.data.models import Group, Membership, User
-from tests.conftest import short_lived_engine
-from tests.realserver import assert_problem, call, concurrently, unique
+from myservice.data.models import User
+from tests.support.client import call, concurrently
+from tests.support.database import assert_invariants, short_lived_engine
+from tests.support.factories import new_group, new_users, unique
+from tests.support.problems import assert_problem
 
 #: Upper bound of the random workload: requests in all, and client threads.
 STORM_REQUESTS = 240
 STORM_CLIENTS = 8
-
-
-def new_users(server, count):
-    body = [{"username": unique("c"), "email": f"{unique('c')}@example.org"} for _ in range(count)]
-    reply = call(server, "POST", "/users/bulk", {"users": body})
-    assert reply.status == 201, reply.body
-    return [user["id"] for user in reply.json()["items"]]
-
-
-def new_group(server, **fields):
-    reply = call(server, "POST", "/groups", {"name": unique("g"), **fields})
-    assert reply.status == 201, reply.body
-    return reply.json()
-
-
-def assert_invariants(db_url, group_ids):
-    """Read from the tables: each group's count is its memberships', within its limit."""
-    with short_lived_engine(db_url) as engine, engine.connect() as connection:
-        groups = connection.execute(
-            select(Group.id, Group.member_count, Group.max_members).where(Group.id.in_(group_ids))
-        ).all()
-        counted = dict(
-            connection.execute(
-                select(Membership.group_id, func.count())
-                .where(Membership.group_id.in_(group_ids))
-                .group_by(Membership.group_id)
-            ).all()
-        )
-        orphans = connection.scalar(
-            select(func.count())
-            .select_from(Membership)
-            .outerjoin(User, User.id == Membership.user_id)
-            .where(User.id.is_(None))
-        )
-    for group_id, member_count, max_members in groups:
-        assert member_count == counted.get(group_id, 0), group_id
-        assert max_members is None or member_count <= max_members, group_id
-    assert orphans == 0
-    return {group_id: member_count for group_id, member_count, _ in groups}
 
 
 def test_40_clients_joining_a_group_of_10_give_exactly_10_members(server, db_url):

@@ -1,7 +1,7 @@
 """A real PostgreSQL outage, and the recovery after it, seen by the app in-process.
 
 The app reaches the session's PostgreSQL server through a TCP proxy that the test owns
-(``tests/tcpproxy.py``). ``cut()`` closes its listening socket and every connection it
+(``tests/support/tcpproxy.py``). ``cut()`` closes its listening socket and every connection it
 forwards, so the database goes away for new connections and for the ones already in the pool
 alike (a refused connect, a dead pooled socket); ``restore()`` opens the same port again. No
 mocks: the engine, pool, psycopg, pyramid_tm and the exception views all meet a real
@@ -13,17 +13,17 @@ problem, not a hang and not a 500; when it returns, the service recovers without
 The requests really commit, so the users they create are deleted at the end.
 """
 
-import uuid
-
 import pytest
 from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
 import myservice
 from myservice.data.models import User
-from tests.conftest import short_lived_engine, with_token
-from tests.outage import answered_within, assert_unavailable, fill_pool
-from tests.tcpproxy import TcpProxy
+from tests.support.app import with_token
+from tests.support.database import short_lived_engine
+from tests.support.factories import new_user
+from tests.support.outage import answered_within, assert_unavailable, fill_pool
+from tests.support.tcpproxy import TcpProxy
 
 #: GET /health/ready when the database answers.
 READY = {"status": "ok", "database": "ok", "mode": "read-write"}
@@ -37,10 +37,8 @@ HANG_BOUND = 10
 
 
 @pytest.fixture
-def proxy(db_url, is_postgres):
+def proxy(db_url, postgres_only):
     """A running proxy to the session's PostgreSQL server."""
-    if not is_postgres:
-        pytest.skip("a database outage needs PostgreSQL: set TEST_DATABASE_URL to run it")
     url = make_url(db_url)
     with TcpProxy((url.host or "localhost", url.port or 5432)) as proxy:
         yield proxy
@@ -72,12 +70,10 @@ def engine_of(service):
 
 
 def create_user(service, created_ids):
-    username = f"outage-{uuid.uuid4().hex[:12]}"
-    body = {"username": username, "email": f"{username}@example.org"}
-    response = service.post_json("/users", body)
-    assert response.status_int == 201
-    created_ids.append(response.json["id"])
-    return response.json
+    """A new user (committed): its JSON, its id noted for deletion."""
+    user = new_user(service)
+    created_ids.append(user["id"])
+    return user
 
 
 # -- the outage -------------------------------------------------------------------------------

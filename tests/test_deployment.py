@@ -8,8 +8,10 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.paster import get_appsettings
 
 import myservice
-from tests.conftest import ROOT
-from tests.realserver import call, running_production_server, unique
+from tests.support.client import call
+from tests.support.factories import unique
+from tests.support.paths import ROOT
+from tests.support.servers import running_production_server
 
 
 def settings_of(ini):
@@ -73,14 +75,12 @@ def test_pool_pre_ping_is_read_as_a_boolean(value, expected):
     assert engine.pool._pre_ping is expected
 
 
-def test_postgresql_sessions_run_in_utc_and_keep_the_options_the_url_names(db_url, is_postgres):
+def test_postgresql_sessions_run_in_utc_and_keep_the_options_the_url_names(db_url, postgres_only):
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
     from myservice.data.db import make_engine
 
-    if not is_postgres:
-        pytest.skip("a PostgreSQL session setting (CI runs it)")
     url = make_url(db_url).update_query_dict({"options": "-c application_name=from-the-url"})
     engine = make_engine({"sqlalchemy.url": url.render_as_string(hide_password=False)})
     try:
@@ -127,29 +127,3 @@ def test_production_ignores_forwarded_headers_from_anyone_but_its_proxy(
         location, user_id = created_location(server)
 
     assert location == f"{server.base_url}/users/{user_id}"
-
-
-def server_options(text):
-    """The ``[server:main]`` options of an ini file's text, ``[DEFAULT]`` interpolated."""
-    parser = configparser.ConfigParser(defaults={"here": "."})
-    parser.read_string(text)
-    return {k: v for k, v in parser.items("server:main") if k not in parser.defaults()}
-
-
-def test_the_benchmarks_stock_waitress_takes_production_server_options():
-    from waitress.adjustments import Adjustments
-
-    from bench.variants import baseline_editor
-
-    text = (ROOT / "production.ini").read_text()
-    production = server_options(text)
-    server = server_options(baseline_editor("egg:waitress#main")(text))
-
-    assert server.pop("use") == "egg:waitress#main"
-    production.pop("use")
-    assert server == {k: v for k, v in production.items() if k in server}  # values unchanged
-    Adjustments(**server)  # raises ValueError on an option stock waitress does not know
-    # Only what stock waitress refuses was left out: the baseline serves like production.
-    for option in sorted(production.keys() - server.keys()):
-        with pytest.raises(ValueError, match=option):
-            Adjustments(**{option: production[option]})

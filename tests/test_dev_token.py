@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 import myservice
-from tests.conftest import ROOT, migrate, short_lived_engine, with_token
+from tests.support.app import with_token
+from tests.support.database import migrate, short_lived_engine
+from tests.support.paths import ROOT
 
 #: The virtualenv running the tests: the Makefile's ``VENV``.
 VENV = Path(sys.executable).parent.parent

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from tests.realserver import call
+from tests.support.client import call
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -1,5 +1,5 @@
 """The real server (``pserve``, real sockets) while its PostgreSQL server is cut off, frozen and
-restored, through a TCP proxy the test controls (``tests/tcpproxy.py``).
+restored, through a TCP proxy the test controls (``tests/support/tcpproxy.py``).
 
 - **cut**: the port refuses connections and the pooled ones are reset, as when PostgreSQL dies;
 - **stall**: connections are accepted and nothing moves, as when PostgreSQL (or the network)
@@ -15,7 +15,6 @@ PostgreSQL only (CI runs it): SQLite is a file, with no connection to cut.
 
 import threading
 import time
-import uuid
 
 import pytest
 from pyramid.paster import get_appsettings
@@ -25,10 +24,13 @@ from sqlalchemy.engine import make_url
 from myservice.data.db import POSTGRES_CONNECT_ARGS
 from myservice.data.models import User
 from myservice.data.timeouts import GRACE, RECONNECT_PAUSE, TICK, timeouts_ms
-from tests.conftest import DEVELOPMENT_INI, delete_all_rows, new_token, short_lived_engine
-from tests.outage import answered_within, assert_unavailable
-from tests.realserver import call, concurrently, running_server, unique
-from tests.tcpproxy import TcpProxy
+from tests.support.client import call, concurrently
+from tests.support.database import delete_all_rows, new_token, short_lived_engine
+from tests.support.factories import unique, user_body
+from tests.support.outage import answered_within, assert_unavailable
+from tests.support.paths import DEVELOPMENT_INI
+from tests.support.servers import running_server
+from tests.support.tcpproxy import TcpProxy
 
 #: The longest the service lets one call wait for a database that is away (2 s): an attempt to
 #: connect (psycopg's connect_timeout), or a statement the server does not answer, cut by the
@@ -52,9 +54,8 @@ PHASE_DEADLINE = 20
 
 
 @pytest.fixture(scope="module")
-def proxy(db_url):
-    if not db_url.startswith("postgresql"):
-        pytest.skip("a proxy between the service and SQLite makes no sense: SQLite is a file")
+def proxy(db_url, postgres_only):
+    """A running proxy to the session's PostgreSQL server (SQLite is a file: nothing to cut)."""
     url = make_url(db_url)
     with TcpProxy((url.host or "localhost", url.port or 5432)) as proxy:
         yield proxy
@@ -81,11 +82,6 @@ def restored(proxy):
     proxy.restore()
 
 
-def new_user():
-    name = f"fault-{uuid.uuid4().hex[:12]}"
-    return {"username": name, "email": f"{name}@example.org"}
-
-
 def timed(server, method, path, body=None):
     """One call, which must be answered within ``BOUND``."""
     what = f"{method} {path}"
@@ -99,9 +95,9 @@ def api_calls(user_id):
         ("GET", f"/users/{user_id}", None),
         ("GET", "/users", None),
         ("GET", "/changes", None),
-        ("POST", "/users", new_user()),
+        ("POST", "/users", user_body()),
         ("PATCH", f"/users/{user_id}", {"full_name": "never"}),
-        ("POST", "/groups", {"name": f"g-{uuid.uuid4().hex[:12]}"}),
+        ("POST", "/groups", {"name": unique("group")}),
     ]
 
 
@@ -119,12 +115,12 @@ def assert_served(server, user, within=0):
         assert time.monotonic() < deadline, f"not ready again within {within} s: {ready.body}"
         time.sleep(0.05)
     assert timed(server, "GET", f"/users/{user['id']}").json() == user
-    created = timed(server, "POST", "/users", new_user())
+    created = timed(server, "POST", "/users", user_body())
     assert created.status == 201, created.body
 
 
 def a_served_user(server):
-    created = timed(server, "POST", "/users", new_user())
+    created = timed(server, "POST", "/users", user_body())
     assert created.status == 201, created.body
     user = created.json()
     assert timed(server, "GET", f"/users/{user['id']}").json() == user  # a pooled connection
@@ -189,7 +185,7 @@ def test_no_acknowledged_write_is_lost_while_the_database_is_cut_frozen_and_rest
                 if stop.is_set():
                     return
                 if kind == "writer":
-                    reply = timed(server, "POST", "/users", new_user())
+                    reply = timed(server, "POST", "/users", user_body())
                 else:
                     reply = timed(server, "GET", "/users?limit=5")
                 if reply.status == 503:

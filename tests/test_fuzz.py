@@ -21,7 +21,9 @@ from schemathesis.core.parameters import ParameterLocation
 
 import myservice
 from myservice.api.pagination import cursor_serializer
-from tests.conftest import DEVELOPMENT_INI, bearer, rolled_back
+from tests.support.app import rolled_back
+from tests.support.client import bearer
+from tests.support.paths import DEVELOPMENT_INI
 
 #: Examples per operation and phase; the stateful test runs as many scenarios.
 EXAMPLES = 25

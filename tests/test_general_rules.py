@@ -3,8 +3,9 @@
 import pytest
 from webob import Request
 
-from tests.test_openapi import served_operations
-from tests.test_users import ADA, assert_problem
+from tests.support.app import app_with_views, served_operations, with_token
+from tests.support.factories import ADA
+from tests.support.problems import assert_problem
 
 VALID = b'{"username": "ada", "email": "ada@example.com"}'
 
@@ -250,3 +251,21 @@ def test_log_lines_about_a_request_carry_its_id(testapp, log_lines):
         line.startswith("[trace-me-42] INFO [myservice.access] GET /health 200")
         for line in log_lines
     )
+
+
+def test_every_request_is_of_one_class_built_once_with_its_request_methods(app_settings, token):
+    """Pyramid would build a class per request for the reified request methods
+    (myservice/edge/requestclass.py): the classes are kept, so each would be a new object."""
+    seen = []
+
+    def note_class(request):
+        seen.append(type(request))
+        return {"id": request.request_id, "tm": request.tm is not None}
+
+    client = with_token(app_with_views(app_settings, {"/test/class": note_class}), token)
+    for _ in range(3):
+        assert client.get("/test/class").json["tm"] is True
+    client.get("/users?limit=1", status=200)  # dbsession and authentication, from the class
+
+    assert all(cls is seen[0] for cls in seen)
+    assert {"request_id", "dbsession", "authentication", "tm"} <= set(vars(seen[0]))

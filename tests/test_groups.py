@@ -2,24 +2,9 @@
 
 import pytest
 
-from tests.test_users import assert_problem
-
-#: The members of a group, as the contract lists them.
-GROUP_FIELDS = {
-    "id",
-    "name",
-    "description",
-    "max_members",
-    "member_count",
-    "created_at",
-    "updated_at",
-    "version",
-}
-
-
-def create_group(testapp, **fields):
-    return testapp.post_json("/groups", {"name": "Ops", **fields}, status=201)
-
+from tests.support.contract import GROUP_FIELDS
+from tests.support.factories import new_group
+from tests.support.problems import assert_problem
 
 # -- POST /groups --------------------------------------------------------------------------
 
@@ -42,22 +27,22 @@ def test_create_returns_201_the_group_its_location_and_etag(testapp):
 
 
 def test_create_defaults_to_no_description_and_no_limit(testapp):
-    group = create_group(testapp).json
+    group = new_group(testapp)
     assert group["description"] == ""
     assert group["max_members"] is None
 
 
 def test_create_with_null_description_and_max_members_takes_the_defaults(testapp):
-    group = create_group(testapp, description=None, max_members=None).json
+    group = new_group(testapp, description=None, max_members=None)
     assert (group["description"], group["max_members"]) == ("", None)
 
 
 def test_create_accepts_a_limit_of_zero(testapp):
-    assert create_group(testapp, max_members=0).json["max_members"] == 0
+    assert new_group(testapp, max_members=0)["max_members"] == 0
 
 
 def test_create_with_a_name_taken_in_any_case_is_409_and_writes_nothing(testapp):
-    create_group(testapp, name="Ops")
+    new_group(testapp, name="Ops")
     response = testapp.post_json("/groups", {"name": "oPS"}, status=409)
     assert "name 'oPS' is taken" in assert_problem(response, 409)["detail"]
     assert [g["name"] for g in testapp.get("/groups").json["items"]] == ["Ops"]
@@ -92,7 +77,7 @@ def test_create_with_an_invalid_field_is_422_pointing_at_it(testapp, body, point
 
 def test_create_accepts_names_of_1_and_64_characters(testapp):
     for name in ("x", "y" * 64, "Ünïcode ✓"):
-        assert create_group(testapp, name=name).json["name"] == name
+        assert new_group(testapp, name=name)["name"] == name
 
 
 def test_create_refuses_other_media_types_and_broken_json(testapp):
@@ -112,7 +97,7 @@ def test_get_unknown_group_is_404(testapp, path):
 
 
 def test_get_carries_the_etag_and_if_none_match_gives_304(testapp):
-    group = create_group(testapp).json
+    group = new_group(testapp)
     assert testapp.get(f"/groups/{group['id']}").headers["ETag"] == '"1"'
     not_modified = testapp.get(
         f"/groups/{group['id']}", headers={"If-None-Match": '"1"'}, status=304
@@ -126,7 +111,7 @@ def test_get_carries_the_etag_and_if_none_match_gives_304(testapp):
 
 
 def test_patch_changes_the_given_fields_and_bumps_the_version(testapp):
-    group = create_group(testapp, description="old").json
+    group = new_group(testapp, description="old")
     response = testapp.patch_json(
         f"/groups/{group['id']}", {"name": "Ops 2", "max_members": 5}, headers={"If-Match": '"1"'}
     )
@@ -138,7 +123,7 @@ def test_patch_changes_the_given_fields_and_bumps_the_version(testapp):
 
 
 def test_patch_with_null_max_members_lifts_the_limit_and_null_description_clears_it(testapp):
-    group = create_group(testapp, description="d", max_members=2).json
+    group = new_group(testapp, description="d", max_members=2)
     patched = testapp.patch(
         f"/groups/{group['id']}",
         b'{"max_members": null, "description": null}',
@@ -148,14 +133,14 @@ def test_patch_with_null_max_members_lifts_the_limit_and_null_description_clears
 
 
 def test_patch_with_null_name_is_422(testapp):
-    group = create_group(testapp).json
+    group = new_group(testapp)
     response = testapp.patch_json(f"/groups/{group['id']}", {"name": None}, status=422)
     assert [e["pointer"] for e in response.json["errors"]] == ["/name"]
 
 
 def test_patch_to_a_taken_name_is_409_and_changes_nothing(testapp):
-    create_group(testapp, name="Taken")
-    group = create_group(testapp).json
+    new_group(testapp, name="Taken")
+    group = new_group(testapp)
     response = testapp.patch_json(
         f"/groups/{group['id']}", {"name": "TAKEN", "description": "x"}, status=409
     )
@@ -164,12 +149,12 @@ def test_patch_to_a_taken_name_is_409_and_changes_nothing(testapp):
 
 
 def test_patch_to_its_own_name_in_another_case_is_allowed(testapp):
-    group = create_group(testapp, name="Ops").json
+    group = new_group(testapp, name="Ops")
     assert testapp.patch_json(f"/groups/{group['id']}", {"name": "OPS"}).json["name"] == "OPS"
 
 
 def test_patch_of_max_members_below_member_count_is_409_and_changes_nothing(testapp):
-    group = create_group(testapp).json
+    group = new_group(testapp)
     for n in range(3):
         user = testapp.post_json("/users", {"username": f"u{n}xx", "email": f"{n}@x.org"}).json
         testapp.put(f"/groups/{group['id']}/members/{user['id']}", status=201)
@@ -181,7 +166,7 @@ def test_patch_of_max_members_below_member_count_is_409_and_changes_nothing(test
 
 
 def test_patch_and_delete_with_a_stale_if_match_are_412_and_change_nothing(testapp):
-    path = f"/groups/{create_group(testapp).json['id']}"
+    path = f"/groups/{new_group(testapp)['id']}"
     current = testapp.patch_json(path, {"description": "first"}).json
     stale = {"If-Match": '"1"'}
     assert_problem(testapp.patch_json(path, {"name": "x"}, headers=stale, status=412), 412)
@@ -195,7 +180,7 @@ def test_patch_of_an_unknown_group_is_404(testapp):
 
 
 def test_patch_with_an_invalid_field_is_422_and_changes_nothing(testapp):
-    group = create_group(testapp).json
+    group = new_group(testapp)
     response = testapp.patch_json(
         f"/groups/{group['id']}", {"description": "ok", "max_members": -2}, status=422
     )
@@ -207,16 +192,16 @@ def test_patch_with_an_invalid_field_is_422_and_changes_nothing(testapp):
 
 
 def test_delete_is_204_and_the_group_is_gone(testapp):
-    group = create_group(testapp).json
+    group = new_group(testapp)
     assert testapp.delete(f"/groups/{group['id']}", status=204).body == b""
     testapp.get(f"/groups/{group['id']}", status=404)
     assert_problem(testapp.delete(f"/groups/{group['id']}", status=404), 404)
 
 
 def test_a_deleted_groups_name_can_be_taken_again(testapp):
-    first = create_group(testapp).json
+    first = new_group(testapp, "Ops")
     testapp.delete(f"/groups/{first['id']}", status=204)
-    assert create_group(testapp).json["id"] != first["id"]
+    assert new_group(testapp, "Ops")["id"] != first["id"]
 
 
 # -- GET /groups ---------------------------------------------------------------------------

@@ -14,16 +14,10 @@ import pytest
 from sqlalchemy import select
 
 from myservice.data.db import make_engine
-from tests.realserver import (
-    CLIENT_TIMEOUT,
-    CONTINUE,
-    ask_to_continue,
-    call,
-    connect,
-    read_reply,
-    running_gunicorn,
-    unique,
-)
+from tests.support.client import CLIENT_TIMEOUT, call
+from tests.support.factories import user_body
+from tests.support.raw_http import CONTINUE, ask_to_continue, connect, read_reply
+from tests.support.servers import running_gunicorn
 
 
 @pytest.fixture
@@ -73,16 +67,11 @@ def wait_until_one_has_exited(pids):
     pytest.fail(f"no worker of {pids} exited")
 
 
-def new_user():
-    name = unique("forked")
-    return {"username": name, "email": f"{name}@example.org"}
-
-
 def test_each_of_two_gunicorn_workers_serves_the_api(gunicorn):
     first, second = worker_pids(gunicorn, 2)
 
     with paused(second):  # only the first can take the connection
-        created = call(gunicorn, "POST", "/users", new_user())
+        created = call(gunicorn, "POST", "/users", user_body())
     with paused(first):  # only the second can
         fetched = call(gunicorn, "GET", f"/users/{created.json()['id']}")
 
@@ -97,7 +86,7 @@ def test_gunicorn_answers_a_request_in_flight_at_sigterm_and_exits(gunicorn):
     for other in pids:  # each worker alone answers once, so both have booted: one still booting
         with paused(other):  # would miss the SIGTERM, and gunicorn wait for graceful_timeout
             assert call(gunicorn, "GET", "/health").status == 200
-    body = json.dumps(new_user()).encode()
+    body = json.dumps(user_body()).encode()
     with connect(gunicorn) as sock:
         assert ask_to_continue(sock, gunicorn, "POST", "/users", len(body)) == CONTINUE
 

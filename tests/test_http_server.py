@@ -1,36 +1,35 @@
 """The server itself (``myservice.edge.server`` over waitress), on real sockets.
 
 The service runs from development.ini with a 64 KiB body limit, so that a refused body is
-cheap to send; the bare WSGI app of bench/bare_app.py shows what the server does for any app
-(a response far above waitress's output high watermark, an app that fails). Raw sockets speak
-where http.client cannot: a body larger than announced is never sent, a request line is broken.
+cheap to send; the bare WSGI app of tests/support/bare_app.py (no Pyramid) shows what the
+server does for any app (a response far above waitress's output high watermark, an app that
+fails). Raw sockets speak where http.client cannot: a body larger than announced is never sent,
+a request line is broken.
 """
 
-import contextlib
 import http.client
 import json
 import select
 import socket
-import uuid
 
 import pytest
 
-from bench.bare_app import pattern
-from tests.conftest import bearer, delete_all_rows
-from tests.realserver import (
-    CLIENT_TIMEOUT,
+from tests.support import factories
+from tests.support.bare_app import pattern
+from tests.support.client import CLIENT_TIMEOUT, Reply, bearer, call, concurrently
+from tests.support.contract import VALID_REQUEST_ID
+from tests.support.database import delete_all_rows
+from tests.support.factories import new_user
+from tests.support.raw_http import (
     CONTINUE,
-    VALID_REQUEST_ID,
-    Reply,
     ask_to_continue,
-    call,
-    concurrently,
+    assert_closed,
+    authorization,
     connect,
     head,
     read_reply,
-    running_bare_server,
-    running_server,
 )
+from tests.support.servers import running_bare_server, running_server
 
 LIMIT = 64 * 1024  # myservice.max_body_bytes of the module's server
 ANNOUNCED = 32 * 1024 * 1024  # what a refused client claims it will send
@@ -54,17 +53,7 @@ def bare(tmp_path_factory):
         yield running
 
 
-# -- raw HTTP ---------------------------------------------------------------------------------
-
-
-def authorization(server):
-    return f"Authorization: Bearer {server.token}"
-
-
-def assert_closed(sock):
-    """The server closed the connection: end of stream, or a reset for the unread body."""
-    with contextlib.suppress(ConnectionResetError):
-        assert sock.recv(1) == b""
+# -- the server's own problem documents --------------------------------------------------------
 
 
 def assert_server_problem(status, headers, body, expected):
@@ -81,8 +70,7 @@ def assert_server_problem(status, headers, body, expected):
 
 def user_body(size):
     """A valid new user as JSON of exactly ``size`` bytes (padded with whitespace)."""
-    name = f"big-{uuid.uuid4().hex[:12]}"
-    body = json.dumps({"username": name, "email": f"{name}@example.org"}).encode()
+    body = json.dumps(factories.user_body()).encode()
     return body[:-1] + b" " * (size - len(body)) + b"}"
 
 
@@ -268,13 +256,6 @@ def test_an_app_failing_before_its_response_gets_a_500_problem_document(bare):
 # -- keep-alive -------------------------------------------------------------------------------
 
 
-def new_user(server):
-    name = f"keep-{uuid.uuid4().hex[:12]}"
-    reply = call(server, "POST", "/users", {"username": name, "email": f"{name}@example.org"})
-    assert reply.status == 201, reply.body
-    return reply.json()
-
-
 @pytest.mark.parametrize("status", [304, 204])
 def test_the_connection_stays_open_after_a_bodiless_answer(server, status):
     path = f"/users/{new_user(server)['id']}"
@@ -343,6 +324,19 @@ def test_concurrent_keep_alive_connections_are_all_answered(server):
 
     assert [len(replies) for replies in results] == [50] * 8
     assert all(reply == (200, b'{"status":"ok"}') for replies in results for reply in replies)
+
+
+def test_requests_queued_for_a_thread_are_warned_of_once_not_once_each(tmp_path):
+    """With one thread held by a slow request, each of the next requests waits in the queue:
+    stock waitress warns once per such request, ours once a minute (``server.Dispatcher``)."""
+    with running_bare_server(tmp_path, {"threads": "1"}) as one_thread:
+        with connect(one_thread) as slow:
+            slow.sendall(head("GET", "/slow/3000"))
+            quick = concurrently(lambda path: call(one_thread, "GET", path), ["/"] * 5)
+            assert read_reply(slow)[0] == 200
+        log = one_thread.log.read_text()
+    assert [reply.status for reply in quick] == [200] * 5
+    assert log.count("Task queue depth is") == 1, log
 
 
 def test_a_response_far_above_the_high_watermark_arrives_whole(bare):

@@ -5,23 +5,24 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from pyramid.exceptions import ConfigurationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
 import myservice
 from myservice.api.idempotency import PURGE_PER_CLAIM
 from myservice.data.models import IdempotencyKey, User
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import ApiToken
-from tests.conftest import ROOT, short_lived_engine
-from tests.realserver import call, concurrently
-from tests.test_changes import feed, head
-from tests.test_users import ADA, assert_problem, executed_sql  # noqa: F401
+from tests.support.client import call, concurrently
+from tests.support.database import add_keys, short_lived_engine, stored_keys
+from tests.support.factories import ADA, unique, user_body
+from tests.support.feed import feed, feed_head
+from tests.support.paths import ROOT
+from tests.support.problems import assert_problem
 
 KEYS = IdempotencyKey.__table__
 TOKENS = ApiToken.__table__
@@ -42,22 +43,6 @@ def user_count(connection):
     return connection.execute(select(func.count()).select_from(User)).scalar_one()
 
 
-def add_keys(connection, expires_at, count):
-    """``count`` keys of the tests' token (conftest's ``token``), expiring at ``expires_at``."""
-    owner = connection.scalar(select(TOKENS.c.id).where(TOKENS.c.name == "tests"))
-    keys = [f"old-{n}-{uuid.uuid4().hex}" for n in range(count)]
-    rows = [
-        {"token_id": owner, "key": key, "fingerprint": "0" * 64, "expires_at": expires_at}
-        for key in keys
-    ]
-    connection.execute(insert(KEYS), rows)
-    return keys
-
-
-def stored_keys(connection):
-    return set(connection.scalars(select(KEYS.c.key)))
-
-
 # -- replay and mismatch -------------------------------------------------------------------
 
 
@@ -70,7 +55,7 @@ def stored_keys(connection):
     ids=["groups", "users-bulk"],
 )
 def test_the_other_creating_posts_replay_too_and_create_nothing_more(testapp, path, body):
-    start = head(testapp)
+    start = feed_head(testapp)
     headers = {"Idempotency-Key": f"key-{path}"}
     first = testapp.post_json(path, body, headers=headers, status=201)
     again = testapp.post_json(path, body, headers=headers, status=201)
@@ -86,7 +71,7 @@ def test_the_other_creating_posts_replay_too_and_create_nothing_more(testapp, pa
 def test_a_repeat_replays_the_first_status_headers_and_body_even_after_the_user_changed(
     testapp, connection
 ):
-    start = head(testapp)
+    start = feed_head(testapp)
     first = post(testapp, ADA, "key-1")
     testapp.patch_json(first.location, {"full_name": "changed since"})
 
@@ -206,7 +191,7 @@ def test_an_expired_key_is_free_again(testapp, connection):
 def test_each_new_key_purges_a_few_expired_keys_oldest_first_and_no_more(
     testapp,
     connection,
-    executed_sql,  # noqa: F811
+    executed_sql,
 ):
     expired = add_keys(connection, utcnow() - DAY, PURGE_PER_CLAIM + 2)
     live = add_keys(connection, utcnow() + DAY, 1)
@@ -247,9 +232,8 @@ def test_myservice_purge_deletes_every_expired_key_and_keeps_live_ones(db_url, e
 
 
 def test_concurrent_requests_with_one_new_key_create_one_user_and_all_get_its_response(server):
-    name = f"idem-{uuid.uuid4().hex[:12]}"
-    body = {"username": name, "email": f"{name}@example.org"}
-    key = f"key-{name}"
+    body = user_body()
+    name, key = body["username"], unique("key")
 
     replies = concurrently(
         lambda _: call(server, "POST", "/users", body, {"Idempotency-Key": key}), range(8)

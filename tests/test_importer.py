@@ -21,7 +21,8 @@ import pytest
 from sqlalchemy import select
 
 from myservice.data.models import Change, User
-from tests.conftest import DEVELOPMENT_INI, short_lived_engine
+from tests.support.database import short_lived_engine
+from tests.support.paths import DEVELOPMENT_INI
 
 IMPORT = Path(sys.executable).with_name("myservice-import")
 

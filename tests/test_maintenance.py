@@ -21,9 +21,12 @@ from myservice.data.models import Change, Group, IdempotencyKey, Membership, Use
 from myservice.data.models.maintenance import switch_mode
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import TOKENS
-from tests.conftest import DEVELOPMENT_INI, new_token, short_lived_engine, with_token
-from tests.realserver import assert_problem, call, unique
-from tests.test_idempotency import add_keys, stored_keys
+from tests.support.app import with_token
+from tests.support.client import call
+from tests.support.database import add_keys, new_token, short_lived_engine, stored_keys
+from tests.support.factories import unique, user_body
+from tests.support.paths import DEVELOPMENT_INI
+from tests.support.problems import assert_problem
 
 MAINTENANCE = Path(sys.executable).with_name("myservice-maintenance")
 
@@ -54,16 +57,11 @@ def maintenance(db_url, action):
     return result.stdout
 
 
-def new_user_body():
-    name = unique("m")
-    return {"username": name, "email": f"{name}@example.org"}
-
-
 def first_reply_with(server, status, what):
     """POST /users until one answers ``status``; fails after ``FOLLOW_DEADLINE`` seconds."""
     deadline = time.monotonic() + FOLLOW_DEADLINE
     while True:
-        reply = call(server, "POST", "/users", new_user_body())
+        reply = call(server, "POST", "/users", user_body())
         if reply.status == status:
             return reply
         assert reply.status in (201, 503), reply.body
@@ -86,9 +84,9 @@ def stored_state(db_url, user_id, group_id):
 def writes(user_id, group_id, other_id):
     """One of each write of the API: (method, path, body, headers)."""
     return [
-        ("POST", "/users", new_user_body(), {}),
-        ("POST", "/users", new_user_body(), {"Idempotency-Key": unique("key")}),
-        ("POST", "/users/bulk", {"users": [new_user_body()]}, {}),
+        ("POST", "/users", user_body(), {}),
+        ("POST", "/users", user_body(), {"Idempotency-Key": unique("key")}),
+        ("POST", "/users/bulk", {"users": [user_body()]}, {}),
         ("PATCH", f"/users/{user_id}", {"full_name": "changed"}, {}),
         ("DELETE", f"/users/{user_id}", None, {}),
         ("POST", "/groups", {"name": unique("g")}, {}),
@@ -100,7 +98,7 @@ def writes(user_id, group_id, other_id):
 
 
 def test_the_switch_refuses_every_write_within_seconds_serves_reads_and_turns_back(server, db_url):
-    user, other = (call(server, "POST", "/users", new_user_body()).json() for _ in range(2))
+    user, other = (call(server, "POST", "/users", user_body()).json() for _ in range(2))
     group = call(server, "POST", "/groups", {"name": unique("g")}).json()
     assert call(server, "PUT", f"/groups/{group['id']}/members/{user['id']}").status == 201
     group = call(server, "GET", f"/groups/{group['id']}").json()
@@ -144,7 +142,7 @@ def test_read_only_in_the_ini_refuses_writes_from_startup_and_serves_reads(app_s
     token = new_token(app_settings["sqlalchemy.url"], unique("read-only"), ["read", "write"])
     client = with_token(app, token)
     try:
-        body = new_user_body()
+        body = user_body()
         refused = client.post_json("/users", body, status=503)
         assert refused.content_type == "application/problem+json"
         assert int(refused.headers["Retry-After"]) > 0

@@ -8,15 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from myservice.data.models import Group, Membership
-from tests.test_users import USER_FIELDS, assert_problem, instant
-
-
-def new_user(testapp, name):
-    return testapp.post_json("/users", {"username": name, "email": f"{name}@example.org"}).json
-
-
-def new_group(testapp, name="Ops", **fields):
-    return testapp.post_json("/groups", {"name": name, **fields}).json
+from tests.support.contract import USER_FIELDS, instant
+from tests.support.factories import new_group, new_user
+from tests.support.problems import assert_problem
 
 
 def member_path(group, user):

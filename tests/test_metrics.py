@@ -20,10 +20,12 @@ from sqlalchemy import insert
 
 import myservice
 from myservice.data.models import User
-from tests.conftest import bearer, new_token, short_lived_engine, with_token
-from tests.realserver import UNKNOWN_TOKEN, call, running_server, unique
-from tests.test_access_log import views_app, views_client  # noqa: F401 (fixtures)
-from tests.test_users import assert_problem
+from tests.support.app import with_token
+from tests.support.client import bearer, call
+from tests.support.database import new_token, short_lived_engine
+from tests.support.factories import unique
+from tests.support.problems import assert_problem
+from tests.support.servers import UNKNOWN_TOKEN, running_server
 
 LOCAL = {"REMOTE_ADDR": "127.0.0.1"}
 REQUESTS = "myservice_requests_total"
@@ -97,7 +99,7 @@ def test_an_error_response_is_counted_by_its_status_and_as_an_aborted_transactio
     ids=["replayed-then-served", "conflicted-on-every-attempt"],
 )
 def test_a_replayed_request_counts_once_and_each_attempt_counts_its_abort_and_conflict(
-    views_client,  # noqa: F811
+    views_client,
     route,
     status,
     retries,

@@ -20,7 +20,8 @@ from sqlalchemy import insert, inspect, text
 from sqlalchemy.exc import IntegrityError, SAWarning
 
 from myservice.data.models import Base, Group, User
-from tests.conftest import DEVELOPMENT_INI, ROOT, migrate, short_lived_engine
+from tests.support.database import migrate, short_lived_engine
+from tests.support.paths import DEVELOPMENT_INI, ROOT
 
 #: What SQLAlchemy says when it meets ``uq_users_email_lower`` in a SQLite database; the one
 #: SAWarning that pyproject.toml lets through instead of turning it into an error.
@@ -185,10 +186,9 @@ def test_upgrade_head_makes_the_database_enforce_names_counts_and_memberships(em
 
 
 def test_on_postgresql_alembic_migrates_the_schema_that_the_url_selects(
-    empty_database, db_url, is_postgres
+    empty_database, db_url, postgres_only
 ):
-    if not is_postgres:
-        pytest.skip("a SQLite database is its file; there is no schema to select")
+    """(A SQLite database is its file: there is no schema to select.)"""
     [(current_schema,)] = query(empty_database.url, "SELECT current_schema()")
     assert current_schema == empty_database.schema
 

@@ -11,11 +11,10 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from pyramid.config import Configurator
 from pyramid.security import NO_PERMISSION_REQUIRED
-from pyramid.static import static_view
 
 import myservice
-from tests.test_groups import GROUP_FIELDS
-from tests.test_users import USER_FIELDS
+from tests.support.app import served_operations, served_views
+from tests.support.contract import GROUP_FIELDS, USER_FIELDS
 
 
 @pytest.fixture
@@ -23,26 +22,6 @@ def document(testapp):
     response = testapp.get("/openapi.json")
     assert response.content_type == "application/json"
     return response.json
-
-
-def served_views(app):
-    """(path, method, view callable) for every route and view method the app really has,
-    but static assets."""
-    introspector = app.registry.introspector
-    for route in introspector.get_category("routes"):
-        pattern = route["introspectable"]["pattern"]
-        path = re.sub(r"\{(\w+):\\d\{1,19\}\}", r"{\1}", pattern)
-        for related in route["related"]:
-            if related.category_name == "views" and related["request_methods"]:
-                if isinstance(related["callable"], static_view):
-                    continue
-                methods = related["request_methods"]
-                for method in (methods,) if isinstance(methods, str) else methods:
-                    yield path, method.lower(), related["callable"]
-
-
-def served_operations(app):
-    return {(path, method) for path, method, _ in served_views(app)}
 
 
 def test_the_document_is_valid_openapi_3_1(document):

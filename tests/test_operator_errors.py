@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from bench.server import free_port, venv_command, write_ini
-from tests.conftest import DEVELOPMENT_INI, ROOT, migrate
-from tests.realserver import PRODUCTION_INI
+from tests.support.database import migrate
+from tests.support.paths import DEVELOPMENT_INI, PRODUCTION_INI, ROOT
+from tests.support.processes import free_port, venv_command, write_ini
 
 #: Seconds a command gets to fail.
 DEADLINE = 60
@@ -65,9 +65,10 @@ def test_production_without_a_secret_is_one_line_naming_it(db_url):
     assert line.startswith("myservice: no secret to sign cursors with: set MYSERVICE_SECRET"), line
 
 
-def test_a_taken_port_is_one_line_saying_what_to_do(db_url, tmp_path):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_taken_port_is_one_line_saying_what_to_do(db_url, tmp_path, processes):
     port = free_port()
-    ini = write_ini(DEVELOPMENT_INI, tmp_path, port)
+    ini = write_ini(DEVELOPMENT_INI, tmp_path, port, {"processes": processes})
     with socket.create_server(("127.0.0.1", port)):  # another server has the port
         line = the_one_line(run("pserve", ini, env={"DATABASE_URL": db_url}))
 

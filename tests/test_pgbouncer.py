@@ -1,6 +1,6 @@
 """The whole API through PgBouncer in transaction pooling mode (``myservice.pgbouncer = true``).
 
-The test starts its own PgBouncer (tests/pgbouncer.py) in front of the session's PostgreSQL
+The test starts its own PgBouncer (tests/support/pgbouncer.py) in front of the session's PostgreSQL
 database and the real server (``pserve``) with ``DATABASE_URL`` through it. PgBouncer gets
 fewer server connections than the service has threads, so it lends each server connection to
 several of the service's connections, statement by statement outside a transaction: what
@@ -21,10 +21,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from myservice.data.db import make_engine
-from tests.conftest import delete_all_rows, short_lived_engine
-from tests.pgbouncer import running_pgbouncer
-from tests.realserver import assert_problem, call, concurrently, running_server, unique
-from tests.test_concurrency import assert_invariants, new_group, new_users
+from tests.support.client import call, concurrently, created
+from tests.support.database import assert_invariants, delete_all_rows, short_lived_engine
+from tests.support.factories import new_group, new_user, new_users, unique
+from tests.support.feed import feed, feed_head
+from tests.support.pgbouncer import running_pgbouncer
+from tests.support.problems import assert_problem
+from tests.support.servers import running_server
 
 #: Server connections PgBouncer may open: fewer than the service's 4 (development.ini).
 SERVER_CONNECTIONS = 2
@@ -33,9 +36,7 @@ SERVER_TIME_ZONE = "America/New_York"
 
 
 @pytest.fixture(scope="module")
-def bouncer(db_url, is_postgres, tmp_path_factory):
-    if not is_postgres:
-        pytest.skip("PgBouncer pools PostgreSQL connections (CI runs this on PostgreSQL)")
+def bouncer(db_url, postgres_only, tmp_path_factory):
     with running_pgbouncer(
         tmp_path_factory.mktemp("pgbouncer"),
         db_url,
@@ -62,18 +63,6 @@ def transactions_through(bouncer, database):
     return stats["total_xact_count"]
 
 
-def created(reply):
-    assert reply.status == 201, reply.body
-    return reply.json()
-
-
-def new_user(server, **fields):
-    name = unique("u")
-    return created(
-        call(server, "POST", "/users", {"username": name, "email": f"{name}@ex.org", **fields})
-    )
-
-
 def collect_pages(server, path):
     """Every item of a paginated collection, following each page's ``Link``; bounded."""
     items = []
@@ -90,23 +79,6 @@ def collect_pages(server, path):
         url = urlsplit(link[1 : link.index(">")])
         path = f"{url.path}?{url.query}"
     pytest.fail(f"more than 100 pages at {path}")
-
-
-def feed_after(server, after):
-    reply = call(server, "GET", f"/changes?after={after}&limit=1000")
-    assert reply.status == 200, reply.body
-    return reply.json()["items"]
-
-
-def feed_head(server):
-    """The seq of the feed's last change (earlier tests of the module have written)."""
-    after = 0
-    for _ in range(100):
-        items = feed_after(server, after)
-        if not items:
-            return after
-        after = items[-1]["seq"]
-    pytest.fail("the feed did not end within 100 pages")
 
 
 # -- the setup is what it claims -------------------------------------------------------------
@@ -183,7 +155,7 @@ def test_bulk_create_and_every_page_of_users_through_pgbouncer(server):
     names = [unique("b") for _ in range(30)]
     body = {"users": [{"username": name, "email": f"{name}@ex.org"} for name in names]}
 
-    items = created(call(server, "POST", "/users/bulk", body))["items"]
+    items = created(server, "/users/bulk", body)["items"]
     clash = call(
         server,
         "POST",
@@ -204,7 +176,7 @@ def test_bulk_create_and_every_page_of_users_through_pgbouncer(server):
 
 def test_groups_and_memberships_through_pgbouncer(server):
     ada, bob, eve = (new_user(server) for _ in range(3))
-    group = created(call(server, "POST", "/groups", {"name": unique("Ops"), "max_members": 2}))
+    group = new_group(server, unique("Ops"), max_members=2)
     members = f"/groups/{group['id']}/members"
 
     assert call(server, "PUT", f"{members}/{ada['id']}").status == 201
@@ -229,11 +201,11 @@ def test_groups_and_memberships_through_pgbouncer(server):
 def test_the_change_feed_through_pgbouncer_lists_each_write_once_in_order(server):
     start = feed_head(server)
     user = new_user(server)
-    group = created(call(server, "POST", "/groups", {"name": unique("Feed")}))
+    group = new_group(server, unique("Feed"))
     assert call(server, "PUT", f"/groups/{group['id']}/members/{user['id']}").status == 201
     assert call(server, "DELETE", f"/users/{user['id']}").status == 204
 
-    changes = feed_after(server, start)
+    changes = feed(server, start)
 
     assert [change["type"] for change in changes] == [
         "user.created",
@@ -299,7 +271,7 @@ def test_concurrent_writers_through_pgbouncer_keep_the_invariants_and_the_feed(s
     assert sorted(joins) == [201] * 5 + [409]
     assert [reply.status for n, reply in enumerate(replies) if not n % 2] == [201] * 6
     assert assert_invariants(db_url, [group["id"]]) == {group["id"]: 5}
-    changes = feed_after(server, start)
+    changes = feed(server, start)
     assert [change["seq"] for change in changes] == list(range(start + 1, start + len(changes) + 1))
     assert sum(change["type"] == "user.created" for change in changes) == 6
     assert sum(change["type"] == "membership.added" for change in changes) == 5
@@ -308,9 +280,7 @@ def test_concurrent_writers_through_pgbouncer_keep_the_invariants_and_the_feed(s
 # -- the setting ---------------------------------------------------------------------------
 
 
-def test_the_setting_also_works_straight_to_postgresql(db_url, is_postgres):
-    if not is_postgres:
-        pytest.skip("a PostgreSQL connection setting (CI runs it)")
+def test_the_setting_also_works_straight_to_postgresql(db_url, postgres_only):
     engine = make_engine({"sqlalchemy.url": db_url, "myservice.pgbouncer": "true"})
     try:
         with engine.connect() as connection:

@@ -15,24 +15,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bench.server import free_port
-from tests.realserver import (
-    VALID_REQUEST_ID,
-    assert_problem,
-    call,
-    concurrently,
-    running_server,
-    unique,
-)
-
-
-def new_user(server, **fields):
-    username = unique("user")
-    body = {"username": username, "email": f"{username}@example.org", **fields}
-    reply = call(server, "POST", "/users", body)
-    assert reply.status == 201, reply.body
-    return reply.json()
-
+from tests.support.client import call, concurrently
+from tests.support.contract import VALID_REQUEST_ID
+from tests.support.factories import new_user, unique
+from tests.support.problems import assert_problem
+from tests.support.processes import free_port
+from tests.support.servers import running_server
 
 # -- users over HTTP --------------------------------------------------------------------------
 

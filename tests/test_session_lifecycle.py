@@ -18,7 +18,7 @@ import myservice
 from myservice.data.models import User
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import TOKENS
-from tests.conftest import app_with_views, with_token
+from tests.support.app import app_with_views, with_token
 
 SERIALIZATION_FAILURE = (
     "DO $$ BEGIN RAISE EXCEPTION 'conflict' USING ERRCODE = 'serialization_failure'; END $$"
@@ -202,12 +202,6 @@ def client(real_app, token):
 @pytest.fixture
 def engine(real_app):
     return real_app.registry["dbsession_factory"].kw["bind"]
-
-
-@pytest.fixture
-def postgres_only(is_postgres):
-    if not is_postgres:
-        pytest.skip("needs PostgreSQL, which raises real serialization failures (CI runs it)")
 
 
 @pytest.fixture(params=["stale-version", "serialization-failure"])

@@ -10,8 +10,8 @@ from sqlalchemy.orm.exc import DetachedInstanceError
 
 from myservice.data.db import opened_engine, session_scope
 from myservice.data.models import User
-from tests.conftest import short_lived_engine
-from tests.realserver import unique
+from tests.support.database import short_lived_engine
+from tests.support.factories import unique
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def in_transaction(session):
     return dbapi.info.transaction_status.name == "INTRANS"  # psycopg, before any statement
 
 
-def new_user(name):
+def user_row(name):
     return User(username=name, email=f"{name}@example.org")
 
 
@@ -41,7 +41,7 @@ def test_the_block_commits_what_it_wrote_when_it_ends(settings, db_url):
     name = unique("scope")
 
     with session_scope(settings) as session:
-        session.add(new_user(name))
+        session.add(user_row(name))
 
     assert stored_usernames(db_url, name) == [name]
 
@@ -50,7 +50,7 @@ def test_an_exception_in_the_block_rolls_back_everything_and_reaches_the_caller(
     name = unique("scope")
 
     with pytest.raises(RuntimeError, match="the tool failed"), session_scope(settings) as session:
-        session.add(new_user(name))
+        session.add(user_row(name))
         session.flush()  # sent to the database, inside the transaction
         raise RuntimeError("the tool failed")
 
@@ -90,7 +90,7 @@ def test_objects_are_detached_after_the_block_so_read_what_you_need_inside_it(se
     name = unique("scope")
 
     with session_scope(settings) as session:
-        user = new_user(name)
+        user = user_row(name)
         session.add(user)
         session.flush()
         username_inside = user.username

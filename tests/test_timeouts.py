@@ -10,8 +10,8 @@ the pool empty gets a 503 after ``pool_timeout``. Each refusal is a 503 problem 
 PostgreSQL only: SQLite has none of these timeouts (its writers wait ``busy_timeout``).
 """
 
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
@@ -19,9 +19,13 @@ from sqlalchemy import select, text
 
 from myservice.data.models import User
 from myservice.data.timeouts import RECONNECT_PAUSE, SETTINGS
-from tests.conftest import app_with_views, new_token, short_lived_engine, with_token
-from tests.outage import answered_within, assert_unavailable, fill_pool
-from tests.realserver import call, running_server, unique
+from tests.support.app import app_with_views, with_token
+from tests.support.client import call
+from tests.support.database import new_token, short_lived_engine
+from tests.support.factories import unique
+from tests.support.locks import LockWait
+from tests.support.outage import answered_within, assert_unavailable, fill_pool
+from tests.support.servers import running_server
 
 #: Seconds any answer may take here: the timeouts are 1 s at most (the watchdog 1.5 s), the
 #: pool's 1 s; generous for a loaded machine, and far below "waits until the lock is released".
@@ -31,10 +35,7 @@ BOUND = 4
 PARAMETERS = [parameter for parameter, _ in SETTINGS.values()]
 
 
-@pytest.fixture(autouse=True)
-def postgres_only(is_postgres):
-    if not is_postgres:
-        pytest.skip("statement, lock and idle timeouts are PostgreSQL's (CI runs it)")
+pytestmark = pytest.mark.usefixtures("postgres_only")
 
 
 def show_timeouts(request):
@@ -68,10 +69,11 @@ def service(app_settings, **settings):
 
 @contextmanager
 def row_locked(db_url, user_id):
-    """A transaction of the test's own that holds the user's row lock until the block ends."""
+    """A transaction of the test's own that holds the user's row lock until the block ends:
+    its connection."""
     with short_lived_engine(db_url) as engine, engine.begin() as connection:
         connection.execute(select(User.id).where(User.id == user_id).with_for_update())
-        yield
+        yield connection
 
 
 @pytest.fixture
@@ -160,21 +162,6 @@ def test_a_statement_the_server_does_not_answer_in_time_is_cut_by_the_client(
         assert engine.pool.checkedout() == 0
 
 
-def wait_until_a_request_waits_for_a_lock(db_url, deadline=BOUND):
-    """Poll pg_stat_activity (bounded) until some session of the database waits for a lock."""
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    with short_lived_engine(db_url) as engine, engine.connect() as connection:
-        # Each look in a transaction of its own: one transaction sees one snapshot of the stats.
-        connection.execution_options(isolation_level="AUTOCOMMIT")
-        until = time.monotonic() + deadline
-        while connection.execute(query).scalar() == 0:
-            assert time.monotonic() < until, f"no request waited for the lock within {deadline} s"
-            time.sleep(0.02)
-
-
 def test_a_request_that_finds_the_pool_empty_gets_a_fast_503(db_url, user, tmp_path):
     overrides = {
         "sqlalchemy.pool_size": "1",  # and 4 threads
@@ -183,25 +170,19 @@ def test_a_request_that_finds_the_pool_empty_gets_a_fast_503(db_url, user, tmp_p
     }
     token = new_token(db_url, unique("timeouts"), ["read", "write"])
     with running_server(tmp_path, db_url, overrides, token) as server:
-        patched = {}
-        with row_locked(db_url, user):
-            holder = threading.Thread(
-                target=lambda: patched.update(
-                    reply=call(server, "PATCH", f"/users/{user}", {"full_name": "waited"})
-                ),
-                daemon=True,
-            )
-            holder.start()
-            wait_until_a_request_waits_for_a_lock(db_url)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            with row_locked(db_url, user) as holder:
+                waited = {"full_name": "waited"}
+                patch = pool.submit(call, server, "PATCH", f"/users/{user}", waited)
+                LockWait(holder).wait_until_waiting(patch, BOUND)
 
-            reply = answered_within(
-                BOUND, lambda: call(server, "GET", f"/users/{user}"), "GET with the pool empty"
-            )
-            problem = assert_unavailable(reply, "GET with the pool empty")
-            assert problem["detail"] == "the database is unavailable"
-        holder.join(BOUND)
-        assert not holder.is_alive(), "the PATCH did not finish once the lock was released"
-        assert patched["reply"].status == 200, patched["reply"].body
+                reply = answered_within(
+                    BOUND, lambda: call(server, "GET", f"/users/{user}"), "GET with the pool empty"
+                )
+                problem = assert_unavailable(reply, "GET with the pool empty")
+                assert problem["detail"] == "the database is unavailable"
+            patched = patch.result(timeout=BOUND)  # it finishes once the lock is released
+        assert patched.status == 200, patched.body
         assert call(server, "GET", f"/users/{user}").json()["full_name"] == "waited"
 
 

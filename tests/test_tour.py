@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import ROOT, migrate, new_token, short_lived_engine
-from tests.realserver import running_server
+from tests.support.database import migrate, new_token, short_lived_engine
+from tests.support.paths import ROOT
+from tests.support.servers import running_server
 
 TOUR = ROOT / "docs" / "tour.sh"
 README = ROOT / "README.md"

@@ -1,15 +1,16 @@
 """POST /users/bulk: all the users in one transaction, or none of them."""
 
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import event, insert, select, text
+from sqlalchemy import event, insert, select
 
 from myservice.data.models import User
-from tests.conftest import short_lived_engine, with_token
-from tests.test_users import USER_FIELDS, assert_problem
+from tests.support.app import with_token
+from tests.support.contract import USER_FIELDS
+from tests.support.database import short_lived_engine
+from tests.support.locks import LockWait
+from tests.support.problems import assert_problem
 
 
 def users(count, start=0):
@@ -153,107 +154,28 @@ def test_a_rejected_bulk_create_commits_nothing(committing_app, db_url):
     assert committed_usernames(db_url) == []
 
 
-def wait_until_a_request_waits_for_a_lock(db_url):
-    """PostgreSQL: poll (bounded) until some session of the database waits for a lock."""
-    with short_lived_engine(db_url) as engine, engine.connect() as connection:
-        for _ in range(1000):
-            waiting = connection.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            )
-            if waiting:
-                return
-            connection.rollback()  # pg_stat_activity is a snapshot per transaction
-            threading.Event().wait(0.01)
-    pytest.fail("no request came to wait for the lock")
-
-
-class WriteLockWait:
-    """SQLite: whether a request of ``engine`` waits for the write lock, its ``BEGIN IMMEDIATE``
-    (``myservice.data.db.begin``) begun and not yet returned.
-
-    ``begun`` is set by SQLite itself: the statement's trace callback, which sqlite3_step calls
-    as the statement starts to run, right before it asks for the lock. ``returned`` is set when
-    the driver's call returns (or fails). While the test holds the lock, a BEGIN IMMEDIATE that
-    has begun can only wait: it returns once the lock is free, or fails after the busy timeout.
-    """
-
-    STATEMENT = "BEGIN IMMEDIATE"
-
-    def __init__(self, engine):
-        self.begun = threading.Event()
-        self.returned = threading.Event()
-        self.traced_connection = None  # the sqlite3 connection of the BEGIN IMMEDIATE
-        self.listeners = [
-            (engine, "before_cursor_execute", self.before),
-            (engine, "after_cursor_execute", self.after),
-            (engine, "handle_error", self.failed),
-        ]
-
-    def __enter__(self):
-        for listener in self.listeners:
-            event.listen(*listener)
-        return self
-
-    def __exit__(self, *exc_info):
-        for listener in self.listeners:
-            event.remove(*listener)
-
-    def before(self, conn, cursor, statement, *args):
-        if statement.startswith(self.STATEMENT):
-            self.traced_connection = cursor.connection
-            self.traced_connection.set_trace_callback(self.traced)
-
-    def traced(self, sql):
-        if sql.startswith(self.STATEMENT):
-            self.begun.set()
-
-    def after(self, conn, cursor, statement, *args):
-        if statement.startswith(self.STATEMENT):
-            self.end_trace()
-
-    def failed(self, context):
-        if context.statement and context.statement.startswith(self.STATEMENT):
-            self.end_trace()
-
-    def end_trace(self):
-        self.traced_connection.set_trace_callback(None)  # a pooled connection: leave it clean
-        self.returned.set()
-
-    def wait_until_waiting(self, reply, seconds=10):
-        """Return once the request waits for the lock; fail if it answers first, or if it has
-        not begun to wait after ``seconds`` (polled, bounded)."""
-        deadline = time.monotonic() + seconds
-        while not self.begun.wait(0.01):
-            if reply.done():
-                outcome = reply.exception() or reply.result().status
-                pytest.fail(f"the request never waited for the write lock; it ended: {outcome}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {self.STATEMENT} began within {seconds} s")
-        assert not self.returned.is_set(), f"{self.STATEMENT} returned while the lock was held"
-
-
 def test_a_username_committed_while_a_bulk_create_waits_is_a_409_naming_its_user(
-    committing_app, app, db_url, is_postgres
+    committing_app, app, db_url
 ):
     """On PostgreSQL the bulk INSERT waits on the racer's row and its SAVEPOINT catches the
     violation; on SQLite the bulk request waits for the write lock at BEGIN IMMEDIATE, so the
     clash query finds the committed racer instead. Either way: a 409 naming the user."""
     racer = {"username": "bulk0001", "email": "racer@example.org", "version": 1}
-    lock_wait = WriteLockWait(app.registry["dbsession_factory"].kw["bind"])
-    with short_lived_engine(db_url) as engine, engine.connect() as other, lock_wait:
+    app_engine = app.registry["dbsession_factory"].kw["bind"]
+    with (
+        short_lived_engine(db_url) as engine,
+        engine.connect() as other,
+        LockWait(other, app_engine) as lock_wait,
+    ):
         transaction = other.begin()
         other.execute(insert(User).values(**racer))  # holds the username (and, on SQLite, the
         with ThreadPoolExecutor(max_workers=1) as pool:  # write lock) until it commits
             reply = pool.submit(
                 committing_app.post_json, "/users/bulk", {"users": users(3)}, status=409
             )
-            if is_postgres:  # the INSERT waits on the unique index: the IntegrityError path
-                wait_until_a_request_waits_for_a_lock(db_url)
-            else:  # BEGIN IMMEDIATE waits for the write lock
-                lock_wait.wait_until_waiting(reply)
+            # PostgreSQL: the INSERT waits on the unique index (the IntegrityError path);
+            # SQLite: BEGIN IMMEDIATE waits for the write lock.
+            lock_wait.wait_until_waiting(reply)
             transaction.commit()
             problem = assert_problem(reply.result(timeout=20), 409)
     assert problem["errors"] == [{"pointer": "/users/1/username", "detail": "username is taken"}]

@@ -20,8 +20,9 @@ from myservice.data.models.token import (
     SCOPES,
     all_tokens,
     create_token,
-    find_by_secret,
+    find_by_hash,
     revoke_token,
+    sha256,
     state,
 )
 
@@ -140,7 +141,7 @@ def revoke(session, args):
 
 
 def check(session, args):
-    token = find_by_secret(session, sys.stdin.readline().strip())
+    token = find_by_hash(session, sha256(sys.stdin.readline().strip()))
     if token is None:
         return fail("the database knows no such token (was it reset?)")
     if (verdict := state(token, utcnow())) != "active":

@@ -3,23 +3,35 @@
 - Views declare a permission, ``read`` (GETs) or ``write`` (changes), and a token is granted the
   permissions named by its scopes. The default permission is ``write``, so a view added without
   one is never public by accident; public views say ``permission=NO_PERMISSION_REQUIRED``.
-- The token is looked up once per request at most, and only when a view asks: by the SHA-256 of
-  the secret, in the request's own session, so the lookup shares the request's one connection
-  (and, for a write, its transaction).
+- The token is read only when a view asks: by the SHA-256 of the secret, from what this process
+  remembers (``myservice.edge.tokencache``: a revocation reaches every process within a second), or
+  else looked up in the request's own session, so the lookup shares the request's one
+  connection (and, for a write, its transaction).
+- Its use is noted (``last_used_at``) at most once a minute per token and process.
 - No token, or one that is unknown, revoked or expired: 401 with ``WWW-Authenticate: Bearer``
   (RFC 6750; ``error="invalid_token"`` when a token was sent). A token without the scope: 403.
 """
 
 import re
+import time
 from dataclasses import dataclass
 
 from pyramid.security import Allowed, Denied
 
 from myservice.data.db import WRITE_METHODS
 from myservice.data.models.meta import utcnow
-from myservice.data.models.token import PREFIX, find_by_secret, is_stale, note_use, note_use_if_free
+from myservice.data.models.token import (
+    LAST_USED_RESOLUTION,
+    PREFIX,
+    find_by_hash,
+    note_use,
+    note_use_if_free,
+    seconds_until_stale,
+    sha256,
+)
 from myservice.edge.accesslog import TOKEN_KEY
 from myservice.edge.problems import http_exception_view, problem
+from myservice.edge.tokencache import token_cache
 
 #: ``Authorization: Bearer <secret>``, the secret as ``models.token.new_secret`` makes them.
 BEARER = re.compile(rf"Bearer +({re.escape(PREFIX)}[A-Za-z0-9_-]{{43}}) *", re.IGNORECASE)
@@ -56,7 +68,11 @@ def authentication(request):
     match = BEARER.fullmatch(header)
     if match is None:
         return INVALID
-    row = find_by_secret(request.dbsession, match.group(1))
+    digest = sha256(match.group(1))
+    entry = request.registry["token_cache"].read(
+        digest, lambda: find_by_hash(request.dbsession, digest)
+    )
+    row = entry.row
     now = utcnow()
     if row is None:
         return INVALID
@@ -64,11 +80,22 @@ def authentication(request):
         return Refusal("invalid_token", "the token has been revoked")
     if row.expires_at is not None and row.expires_at <= now:
         return Refusal("invalid_token", "the token has expired")
-    if is_stale(row, now):
-        note = note_use if request.method in WRITE_METHODS else note_use_if_free
-        note(request.dbsession, row, now)
+    note_use_when_due(request, entry, now)
     request.environ[TOKEN_KEY] = row.name
     return Token(row.id, row.name, frozenset(row.scopes))
+
+
+def note_use_when_due(request, entry, now):
+    """Write the token's ``last_used_at`` when a minute has passed since this process (or, for
+    a row just read, anyone) last noted it: a write in its transaction, a read on its own."""
+    clock = time.monotonic()
+    if entry.noted_until is None:  # just read: when the database says it was last noted
+        entry.noted_until = clock + seconds_until_stale(entry.row, now)
+    if clock < entry.noted_until:
+        return
+    entry.noted_until = clock + LAST_USED_RESOLUTION.total_seconds()
+    note = note_use if request.method in WRITE_METHODS else note_use_if_free
+    note(request.dbsession, entry.row, now)
 
 
 class TokenSecurityPolicy:
@@ -111,6 +138,8 @@ def forbidden_view(exc, request):
 
 
 def includeme(config):
+    engine = config.registry["dbsession_factory"].kw["bind"]
+    config.registry["token_cache"] = token_cache(engine, config.get_settings())
     config.add_request_method(authentication, reify=True)
     config.set_security_policy(TokenSecurityPolicy())
     config.set_default_permission("write")

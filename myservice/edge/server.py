@@ -1,4 +1,4 @@
-"""The server: waitress and six small changes, as a ``paste.server_runner`` (egg:myservice).
+"""The server: waitress and seven small changes, as a ``paste.server_runner`` (egg:myservice).
 
 ``[server:main]`` takes waitress's own options (listen, threads, trusted_proxy...). Over stock
 waitress 3.0.2 this runner:
@@ -11,9 +11,13 @@ waitress 3.0.2 this runner:
 - answers everything it refuses itself with an RFC 9457 problem document that carries an
   X-Request-ID (``ProblemTask``);
 - keeps the connection open after a 204 or a 304 (``KeepAliveTask``);
+- warns that requests queue for a thread at most once a minute, not once per request
+  (``Dispatcher``);
 - stops gracefully on SIGTERM or SIGINT (``run``, ``drain``): it stops listening, lets the
   requests it has begun to receive finish within ``graceful_timeout`` seconds (a
-  ``[server:main]`` option of its own), answers them with ``Connection: close``, then exits.
+  ``[server:main]`` option of its own), answers them with ``Connection: close``, then exits;
+- serves from several processes with ``processes = N`` (or ``auto``: one per core), another
+  option of its own (``serve_processes``): one Python process runs on one core at a time.
 
 It serves any WSGI app: without a Pyramid registry the body limit is waitress's own.
 See docs/waitress-upstream.md for the two waitress behaviours fixed here.
@@ -23,16 +27,18 @@ import errno
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from contextlib import contextmanager
 from http import HTTPStatus
 
 from waitress import wasyncore
+from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import BaseWSGIServer, create_server
-from waitress.task import ErrorTask, WSGITask
+from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
 from myservice.data.errors import OperatorError
 from myservice.edge.problems import PROBLEM_JSON, problem_document
@@ -45,8 +51,14 @@ log = logging.getLogger(__name__)
 #: otherwise (gunicorn's setting of the same name has the same meaning; its default is 30).
 GRACEFUL_TIMEOUT = 20
 
+#: Seconds between two warnings that requests queue for a thread.
+QUEUE_WARNING_SECONDS = 60
+
 #: The ``[server:main]`` options of this runner's own, which stock waitress would refuse.
-OWN_OPTIONS = ("graceful_timeout",)
+OWN_OPTIONS = ("graceful_timeout", "processes")
+
+#: Seconds the supervisor of several processes waits before it starts one again that died.
+RESTART_DELAY = 1.0
 
 #: The signals that stop the server gracefully; a second one stops the wait.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -172,6 +184,38 @@ class Channel(HTTPChannel):
         return written
 
 
+class Dispatcher(ThreadedTaskDispatcher):
+    """waitress's thread pool, whose warning that requests wait for a thread comes at most once
+    per ``QUEUE_WARNING_SECONDS``, naming the deepest queue since the last one.
+
+    waitress warns ``Task queue depth is N`` for every request that arrives while every thread
+    is busy: under a steady load, for nearly every request, and formatting and writing that
+    line cost 8% of a served GET. ``add_task`` runs on the main loop's thread only.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.deepest = 0
+        self.warn_from = float("-inf")  # time.monotonic()
+
+    def add_task(self, task):
+        with self.lock:
+            self.queue.append(task)
+            self.queue_cv.notify()
+            idle = len(self.threads) - self.stop_count - self.active_count
+            depth = len(self.queue) - idle
+        if depth > 0:
+            self.deepest = max(self.deepest, depth)
+            now = time.monotonic()
+            if now >= self.warn_from:
+                self.queue_logger.warning(
+                    "Task queue depth is %d (the deepest in %ds at most)",
+                    self.deepest,
+                    QUEUE_WARNING_SECONDS,
+                )
+                self.deepest, self.warn_from = 0, now + QUEUE_WARNING_SECONDS
+
+
 def build_server(app, **settings):
     """waitress's ``create_server`` for ``app``, its connections served by ``Channel``.
 
@@ -182,7 +226,9 @@ def build_server(app, **settings):
         # One setting for the app and the server; waitress refuses max_request_body_size itself.
         settings["max_request_body_size"] = registry.settings["myservice.max_body_bytes"] + 1
     sockets = {}
-    server = create_server(app, map=sockets, **settings)
+    dispatcher = Dispatcher()
+    dispatcher.set_thread_count(Adjustments(**settings).threads)
+    server = create_server(app, map=sockets, _dispatcher=dispatcher, **settings)
     for dispatcher in listeners(sockets):  # one per listen address
         dispatcher.channel_class = Channel
         dispatcher.draining = False
@@ -190,8 +236,12 @@ def build_server(app, **settings):
     return server
 
 
-def serve(app, global_conf, graceful_timeout=GRACEFUL_TIMEOUT, **settings):
+def serve(app, global_conf, graceful_timeout=GRACEFUL_TIMEOUT, processes="1", **settings):
     """The ``paste.server_runner``: serve ``app`` until SIGTERM or SIGINT, then stop gracefully."""
+    count = process_count(processes)
+    if count > 1:
+        serve_processes(app, count, float(graceful_timeout), settings)
+        return
     try:
         server = build_server(app, **settings)
     except OSError as error:  # the address: taken, forbidden, unknown
@@ -226,6 +276,109 @@ def cannot_listen(settings, error):
     os._exit(OperatorError.exit_status)
 
 
+def process_count(processes):
+    """``processes`` as a number: ``auto`` is the cores this process may run on."""
+    if str(processes).strip().lower() == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    count = int(processes)
+    if count < 1:
+        raise ValueError(f"processes must be at least 1 or auto, not {processes!r}")
+    return count
+
+
+def serve_processes(app, count, graceful_timeout, settings):
+    """``count`` processes, each serving ``app`` as one process would, on the same sockets.
+
+    The sockets are bound here, before any process is forked, and each child builds its own
+    server over them (its own threads, trigger and main loop: none survives a fork); the
+    kernel hands each new connection to one of them. ``app`` was built before the fork: its
+    pools give each child empty ones (``data.db.empty_pool_after_fork``), and its threads
+    start in each child with its first request. This process only supervises: it starts a
+    child again that died, and at SIGTERM or SIGINT closes its copies of the sockets (so that
+    once every child has closed its own, connections are refused), passes the signal on and
+    waits for the children's graceful stop; at its own deadline it kills what is left.
+    """
+    adj = Adjustments(**settings)
+    try:
+        sockets = [bound_socket(info, adj.backlog) for info in adj.listen]
+    except OSError as error:
+        cannot_listen(settings, error)
+    child_settings = {
+        key: value for key, value in settings.items() if key not in ("listen", "host", "port")
+    }
+    child_settings["sockets"] = sockets
+    for sock in sockets:
+        host, port = sock.getsockname()[:2]
+        print(f"Serving on http://{host}:{port} with {count} processes", flush=True)
+    children = set()
+    with stop_signals(lambda: None) as stop:
+        for _ in range(count):
+            children.add(fork_server(app, child_settings, graceful_timeout))
+        while stop.deadline is None:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid in children and stop.deadline is None:
+                children.discard(pid)
+                log.warning("server process %d exited; starting another", pid)
+                time.sleep(RESTART_DELAY)
+                children.add(fork_server(app, child_settings, graceful_timeout))
+            elif not pid:
+                time.sleep(0.1)
+        for sock in sockets:
+            sock.close()
+        stop_children(children, stop, graceful_timeout)
+
+
+def bound_socket(info, backlog):
+    family, socktype, proto, address = info
+    sock = socket.socket(family, socktype, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(backlog)
+    return sock
+
+
+def fork_server(app, settings, graceful_timeout):
+    """A child process serving ``app`` over ``settings["sockets"]`` until it is stopped.
+
+    The stop signals are blocked across the fork: a child stopped before it has installed its
+    own handlers (``run``) would otherwise run the supervisor's copy and never stop. They are
+    held until ``stop_signals`` installs the child's handlers, then delivered to them.
+    """
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    pid = os.fork()
+    if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        return pid
+    status = 0
+    try:
+        run(build_server(app, **settings), graceful_timeout)
+    except BaseException:
+        log.exception("server process %d failed", os.getpid())
+        status = 1
+    finally:
+        os._exit(status)
+
+
+def stop_children(children, stop, graceful_timeout):
+    """SIGTERM to each child, then wait for them (a second signal here is passed on too)."""
+    signalled = 0
+    deadline = time.monotonic() + graceful_timeout + 5  # the children's own bound, and a margin
+    while children and time.monotonic() < deadline:
+        if signalled < stop.signals:
+            for pid in children:
+                os.kill(pid, signal.SIGTERM)
+            signalled = stop.signals
+        pid, _ = os.waitpid(-1, os.WNOHANG)
+        if pid:
+            children.discard(pid)
+        else:
+            time.sleep(0.05)
+    for pid in children:
+        log.warning("server process %d still runs at the deadline: killed", pid)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
 def run(server, graceful_timeout):
     """waitress's main loop until a stop signal, then ``drain``: a bounded, graceful stop."""
     sockets = server.socket_map
@@ -239,9 +392,10 @@ def run(server, graceful_timeout):
 
 
 class Stop:
-    """When the server must be stopped by: None until a stop signal arrives."""
+    """When the server must be stopped by: None until a stop signal arrives; and how many."""
 
     deadline = None
+    signals = 0
 
 
 @contextmanager
@@ -256,9 +410,11 @@ def stop_signals(wake):
 
     def handler(signum, frame):
         stop.deadline = time.monotonic() if stop.deadline is not None else float("inf")
+        stop.signals += 1
         wake()
 
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a forked server's (fork_server)
     try:
         yield stop
     finally:

@@ -1,10 +1,11 @@
 """Helpers for the tests that put the database out of reach or make it slow: every answer
 must come within a bound, and a refusal must be a clean 503 problem document."""
 
-import json
 import threading
 import time
 from contextlib import ExitStack
+
+from tests.support.problems import assert_problem, status_of
 
 #: What a problem document must never show the client.
 INTERNALS = ("psycopg", "OperationalError", "DatabaseTimeout", "SQL", "Traceback")
@@ -39,16 +40,12 @@ def answered_within(bound, send, what):
 def assert_unavailable(response, what):
     """A 503 problem document with ``Retry-After`` that shows the client nothing internal.
 
-    ``response``: WebTest's or ``tests.realserver.Reply``. Returns the problem document.
+    ``response``: WebTest's or a real server's ``Reply``. Returns the problem document.
     """
-    status = getattr(response, "status_int", response.status)
     text = response.body.decode()
-    assert status == 503, f"{what}: {status} {text}"
-    assert response.headers["Content-Type"] == "application/problem+json", what
+    assert status_of(response) == 503, f"{what}: {status_of(response)} {text}"
+    problem = assert_problem(response, 503)
     assert int(response.headers["Retry-After"]) > 0, what
-    problem = json.loads(text)
-    assert problem["status"] == 503, what
-    assert problem["type"] and problem["title"], what
     for internal in INTERNALS:
         assert internal not in text, f"{what} shows {internal!r}: {text}"
     return problem

@@ -5,17 +5,15 @@ from this one: the figure means something only if the second server, loaded from
 file as the bench loads it, answers every view with no token and is otherwise the same app.
 """
 
-import configparser
-import difflib
-
 import pytest
 import webtest
 from pyramid.paster import get_app
 
 from bench.auth import COMPARISON
-from bench.server import BenchError, free_port, write_ini
 from bench.variants import app_editor
-from tests.conftest import DEVELOPMENT_INI, with_token
+from tests.support.app import with_token
+from tests.support.paths import DEVELOPMENT_INI
+from tests.support.processes import free_port, write_ini
 
 NOT_A_TOKEN = {"Authorization": "Bearer not-a-token"}
 
@@ -48,23 +46,3 @@ def test_the_comparison_app_reads_and_writes_without_a_token(noauth, app, token,
     assert with_token(app, token).get(path, status=200).json == user
     assert noauth.delete("/users/999999999", status=404).json["status"] == 404
     assert noauth.get("/health", status=200).json == {"status": "ok"}
-
-
-def test_the_editor_changes_the_app_factory_and_nothing_else():
-    text = DEVELOPMENT_INI.read_text(encoding="utf-8")
-    edited = app_editor(COMPARISON.use)(text)
-    changed = [
-        line
-        for line in difflib.ndiff(text.splitlines(), edited.splitlines())
-        if line[:2] in ("- ", "+ ")
-    ]
-    assert changed == ["- use = egg:myservice", f"+ use = {COMPARISON.use}"]
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.read_string(edited)
-    assert parser["app:main"]["use"] == COMPARISON.use
-    assert parser["server:main"]["use"] == "egg:myservice"  # the same server
-
-
-def test_the_editor_refuses_an_app_section_without_a_use_line():
-    with pytest.raises(BenchError, match=r"\[app:main\] has no single 'use = \.\.\.' line"):
-        app_editor(COMPARISON.use)("[app:main]\nfoo = 1\n\n[server:main]\nuse = egg:x\n")

@@ -16,7 +16,8 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from bench.server import BenchError, free_port, running_process
+from tests.support.processes import SetupError as BenchError
+from tests.support.processes import free_port, running_process
 
 #: Seconds PgBouncer gets to accept connections after it is started.
 STARTUP_DEADLINE = 10

@@ -20,7 +20,7 @@ import select
 import socket
 import threading
 
-from bench.server import free_port
+from tests.support.processes import free_port
 
 #: Seconds the proxy's threads wait between looks at its state.
 POLL = 0.05

@@ -17,6 +17,7 @@ from pyramid.paster import get_appsettings
 from sqlalchemy import func, select
 
 import myservice
+from myservice.data.db import session_scope
 from myservice.data.models import Change, Group, IdempotencyKey, Membership, User
 from myservice.data.models.maintenance import switch_mode
 from myservice.data.models.meta import utcnow
@@ -40,8 +41,8 @@ READY = {"status": "ok", "database": "ok"}
 @pytest.fixture(autouse=True)
 def switched_off_afterwards(db_url):
     yield
-    with short_lived_engine(db_url) as engine, engine.begin() as connection:
-        switch_mode(connection, False)
+    with session_scope({"sqlalchemy.url": db_url}) as session:
+        switch_mode(session, False)
 
 
 def maintenance(db_url, action):

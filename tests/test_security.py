@@ -9,11 +9,12 @@ from datetime import timedelta
 import pytest
 import webtest
 
+from myservice.data.db import session_scope
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import revoke_token
 from tests.support.app import app_with_views, served_operations, with_token
 from tests.support.client import bearer
-from tests.support.database import new_token, short_lived_engine
+from tests.support.database import new_token
 from tests.support.factories import ADA, new_user, unique
 from tests.support.problems import assert_problem
 
@@ -42,8 +43,8 @@ def write_only(db_url):
 def revoked(db_url):
     name = unique("revoked")
     secret = new_token(db_url, name, ["read", "write"])
-    with short_lived_engine(db_url) as engine, engine.begin() as connection:
-        revoke_token(connection, name)
+    with session_scope({"sqlalchemy.url": db_url}) as session:
+        revoke_token(session, name)
     return secret
 
 

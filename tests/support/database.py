@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import MetaData, create_engine, func, insert, select, text
 
+from myservice.data.db import session_scope
 from myservice.data.models import Group, IdempotencyKey, Membership, User
 from myservice.data.models.token import TOKENS, create_token
 from tests.support.paths import DEVELOPMENT_INI, ROOT
@@ -55,8 +56,8 @@ def delete_all_rows(url):
 
 def new_token(url, name, scopes, expires_at=None):
     """Store a token in the database at ``url`` (committed) and return its secret."""
-    with short_lived_engine(url) as engine, engine.begin() as connection:
-        return create_token(connection, name, scopes, expires_at)
+    with session_scope({"sqlalchemy.url": url}) as session:
+        return create_token(session, name, scopes, expires_at)
 
 
 def add_keys(connection, expires_at, count):

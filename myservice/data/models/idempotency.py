@@ -95,7 +95,7 @@ def store_response(
     session.execute(_STORE, {**params, "body": body})
 
 
-def purge_expired(session_or_connection, now: datetime, limit: int) -> int:
+def purge_expired(session, now: datetime, limit: int) -> int:
     """Delete up to ``limit`` expired keys, oldest first; skip any that a request has locked."""
     expired = (
         select(KEYS.c.token_id, KEYS.c.key)
@@ -105,4 +105,4 @@ def purge_expired(session_or_connection, now: datetime, limit: int) -> int:
         .with_for_update(skip_locked=True)
     )
     statement = delete(KEYS).where(tuple_(KEYS.c.token_id, KEYS.c.key).in_(expired))
-    return session_or_connection.execute(statement).rowcount
+    return session.execute(statement).rowcount

@@ -53,15 +53,15 @@ class ServiceReadOnly(OperatorError):
     exit_status = 75  # EX_TEMPFAIL (sysexits.h): a temporary refusal, try again later
 
 
-def read_mode(connection, **execution_options):
+def read_mode(session, **execution_options):
     """(read_only, changed_at) of the row; the service is read-write when there is none."""
-    row = connection.execute(READ, execution_options=execution_options).first()
+    row = session.execute(READ, execution_options=execution_options).first()
     return (row.read_only, row.changed_at) if row else (False, None)
 
 
-def switch_mode(connection, read_only):
+def switch_mode(session, read_only):
     """Turn read-only on or off; True when that changed something."""
-    return connection.execute(SWITCH, {"read_only": read_only, "at": utcnow()}).rowcount == 1
+    return session.execute(SWITCH, {"read_only": read_only, "at": utcnow()}).rowcount == 1
 
 
 def refuse_commits_while_read_only(session, override):
@@ -82,7 +82,7 @@ def refuse_commits_while_read_only(session, override):
 def _refuse_while_read_only(session):
     if session.info.get(DURING_MAINTENANCE):
         return
-    row = session.connection().execute(READ_HELD).first()
+    row = session.execute(READ_HELD).first()
     if row is not None and row.read_only:
         raise ServiceReadOnly(
             f"the service is read-only for maintenance since"

@@ -137,10 +137,10 @@ def note_use_if_free(session, token, now: datetime):
             connection.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
 
 
-def create_token(connection, name: str, scopes, expires_at: datetime | None = None) -> str:
+def create_token(session, name: str, scopes, expires_at: datetime | None = None) -> str:
     """Store a new token and return its secret: the only time the secret exists anywhere."""
     secret = new_secret()
-    connection.execute(
+    session.execute(
         TOKENS.insert().values(
             name=name,
             secret_sha256=sha256(secret),
@@ -153,11 +153,11 @@ def create_token(connection, name: str, scopes, expires_at: datetime | None = No
     return secret
 
 
-def revoke_token(connection, name: str) -> bool:
+def revoke_token(session, name: str) -> bool:
     """Revoke the token ``name``; False when there is none of that name."""
-    result = connection.execute(update(TOKENS).where(TOKENS.c.name == name).values(revoked=True))
+    result = session.execute(update(TOKENS).where(TOKENS.c.name == name).values(revoked=True))
     return result.rowcount == 1
 
 
-def all_tokens(connection):
-    return connection.execute(select(TOKENS).order_by(TOKENS.c.name)).all()
+def all_tokens(session):
+    return session.execute(select(TOKENS).order_by(TOKENS.c.name)).all()

@@ -7,6 +7,8 @@ gunicorn ignores it. Options on the command line or in GUNICORN_CMD_ARGS win ove
 
 import os
 
+from prometheus_client import multiprocess
+
 
 def cores():
     """The cores this process may run on (a container's CPU set, not the whole host)."""
@@ -57,3 +59,12 @@ def on_starting(server):
     server.log.info(
         "%d workers x %d threads, one pooled connection per thread", server.cfg.workers, threads
     )
+
+
+def child_exit(server, worker):
+    """A worker has exited (or was killed): with PROMETHEUS_MULTIPROC_DIR set, drop its live
+    gauge, the connections it had checked out, from the sum a scrape shows; else a worker that
+    died mid-request would count its connections for ever (myservice.api.metrics). Its counters
+    stay: what it counted happened."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)

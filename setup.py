@@ -63,7 +63,7 @@ setup(
         "gunicorn": gunicorn_require,
     },
     entry_points={
-        "paste.app_factory": ["main = myservice:main"],
+        "paste.app_factory": ["main = myservice:paste_app"],
         "paste.server_runner": ["main = myservice.edge.server:serve"],
         "console_scripts": [
             "myservice-import = myservice.cli.importer:main",

@@ -12,14 +12,29 @@ The package has four floors, and every import runs down them:
   on every wait for the database, and the models.
 """
 
+import sys
+
 from pyramid.config import Configurator
+
+from myservice.data.errors import OperatorError
 
 
 def main(global_config, **settings):
-    """Return the WSGI application (the ``paste.app_factory`` entry point)."""
+    """Return the WSGI application."""
     with Configurator(settings=settings) as config:
         config.include(includeme)
     return config.make_wsgi_app()
+
+
+def paste_app(global_config, **settings):
+    """The ``paste.app_factory`` entry point (pserve, gunicorn --paste, pshell): ``main``, with
+    an operator's mistake (a setting missing or wrong) said in one line, with its exit status,
+    instead of a traceback that ends in it."""
+    try:
+        return main(global_config, **settings)
+    except OperatorError as error:
+        print(f"myservice: {error}", file=sys.stderr)
+        raise SystemExit(error.exit_status) from None
 
 
 def includeme(config):

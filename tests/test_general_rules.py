@@ -3,7 +3,8 @@
 import pytest
 from webob import Request
 
-from tests.support.app import app_with_views, with_token
+from tests.support.app import app_with_views, served_operations, with_token
+from tests.support.factories import ADA
 from tests.support.problems import assert_problem
 
 VALID = b'{"username": "ada", "email": "ada@example.com"}'
@@ -196,6 +197,84 @@ def test_a_url_that_is_not_utf8_is_400(testapp, url, log_lines):
     assert_problem(testapp.get(url, status=400), 400)
     # Logged as sent (a paging parameter's value is logged; a filter's would be ***).
     assert any(f"GET {url} 400" in line for line in log_lines)
+
+
+# -- query parameters ----------------------------------------------------------------------
+
+
+def test_every_operation_refuses_a_query_parameter_it_does_not_define(app, testapp):
+    """Whatever the operation, with or without parameters of its own: 400 naming it, before
+    the view does anything (a POST creates nothing)."""
+    document = testapp.get("/openapi.json").json
+    for path, method in sorted(served_operations(app)):
+        url = path.replace("{id}", "1").replace("{user_id}", "1")
+        response = testapp.request(
+            f"{url}?usernme=ada",
+            method=method.upper(),
+            environ={"REMOTE_ADDR": "127.0.0.1"},  # /metrics answers its own host
+            expect_errors=True,
+        )
+        assert response.status_code == 400, (method, path, response.text)
+        problem = assert_problem(response, 400)
+        assert problem["errors"] == [
+            {"parameter": "usernme", "detail": "is not a parameter of this operation"}
+        ], (method, path)
+        assert "400" in document["paths"][path][method]["responses"], (method, path)
+    assert testapp.get("/users?username=ada").json["items"] == []  # nothing was created
+
+
+def test_an_unknown_parameter_is_named_beside_the_bad_known_ones(testapp):
+    response = testapp.get("/users?limit=0&usernme=ada&cursor=", status=400)
+
+    assert sorted(assert_problem(response, 400)["errors"], key=lambda e: e["parameter"]) == [
+        {"parameter": "cursor", "detail": "must have 1 or more characters"},
+        {"parameter": "limit", "detail": "must be at least 1"},
+        {"parameter": "usernme", "detail": "is not a parameter of this operation"},
+    ]
+
+
+def test_a_semicolon_is_part_of_a_value_not_a_separator(testapp):
+    # WebOb's request.GET would read ?name=R;D as the name "R" and a parameter "D".
+    created = testapp.post_json("/groups", {"name": "R;D ops"}, status=201).json
+
+    found = testapp.get("/groups?name=R;D+ops&limit=5", status=200).json["items"]
+
+    assert [group["id"] for group in found] == [created["id"]]
+
+
+@pytest.mark.parametrize(
+    ("url", "detail"),
+    [
+        ("/users?limit=201", "must be at most 200"),
+        ("/users?limit=0", "must be at least 1"),
+        ("/users?limit=x", "must be an integer"),
+        ("/changes?limit=1001", "must be at most 1000"),
+        ("/changes?after=-1", "must be at least 0"),
+    ],
+)
+def test_limit_errors_speak_in_one_voice(testapp, url, detail):
+    [error] = assert_problem(testapp.get(url, status=400), 400)["errors"]
+
+    assert error["detail"] == detail
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "pointer", "detail"),
+    [
+        (
+            "/users",
+            {**ADA, "full_name": "x" * 201},
+            "/full_name",
+            "must have at most 200 characters",
+        ),
+        ("/groups", {"name": ""}, "/name", "must have 1 or more characters"),
+        ("/groups", {"name": "ops", "max_members": -1}, "/max_members", "must be at least 0"),
+    ],
+)
+def test_body_length_and_range_errors_speak_in_the_same_voice(testapp, path, body, pointer, detail):
+    response = testapp.post_json(path, body, status=422)
+
+    assert assert_problem(response, 422)["errors"] == [{"pointer": pointer, "detail": detail}]
 
 
 # -- X-Request-ID --------------------------------------------------------------------------

@@ -141,6 +141,34 @@ def test_gunicorn_serves_a_chunked_body_within_the_limit(gunicorn):
     assert status == 201, reply
 
 
+def test_a_dead_workers_live_gauge_leaves_the_sum_a_scrape_shows(
+    db_url, token, tmp_path, monkeypatch, empty_tables
+):
+    """gunicorn.conf.py's child_exit: with PROMETHEUS_MULTIPROC_DIR, the checked-out gauge of a
+    worker that is gone (its file there) no longer counts; the living worker's does."""
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics))
+
+    def live_gauge(pid):
+        return (metrics / f"gauge_livesum_{pid}.db").exists()
+
+    with running_gunicorn(tmp_path, db_url, workers=2, token=token) as server:
+        first, second = worker_pids(server, 2)
+        for other in (second, first):  # each worker alone checks out a connection once
+            with paused(other):
+                assert call(server, "GET", "/users?limit=1").status == 200
+        assert live_gauge(first) and live_gauge(second)
+
+        os.kill(first, signal.SIGKILL)  # gunicorn reaps it and forks another
+        deadline = time.monotonic() + CLIENT_TIMEOUT
+        while live_gauge(first) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        assert not live_gauge(first), "the dead worker's gauge still counts"
+        assert live_gauge(second)
+
+
 # -- the engine across fork -------------------------------------------------------------------
 
 

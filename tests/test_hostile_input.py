@@ -206,8 +206,8 @@ def test_a_long_number_with_an_idempotency_key_is_refused_as_without_one(
     """The key's fingerprint reads the body before the view does: a number it could not handle
     would be a 500 where the view answers 400 or 422."""
     number = {"POST /groups": b'"max_members": %b'}.get(endpoint, b'"full_name": %b') % value
-    body = WRITES[endpoint].replace(b'"full_name": %b', number).replace(
-        b'"description": %b', number
+    body = (
+        WRITES[endpoint].replace(b'"full_name": %b', number).replace(b'"description": %b', number)
     )
     for key in ({}, {"Idempotency-Key": "long-number"}):
         assert_refused_and_nothing_stored(

@@ -5,13 +5,12 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from pyramid.exceptions import ConfigurationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
 import myservice
 from myservice.api.idempotency import PURGE_PER_CLAIM
@@ -19,7 +18,7 @@ from myservice.data.models import IdempotencyKey, User
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import ApiToken
 from tests.support.client import call, concurrently
-from tests.support.database import short_lived_engine
+from tests.support.database import add_keys, short_lived_engine, stored_keys
 from tests.support.factories import ADA, unique, user_body
 from tests.support.feed import feed, feed_head
 from tests.support.paths import ROOT
@@ -42,22 +41,6 @@ def connection(testapp, app):
 
 def user_count(connection):
     return connection.execute(select(func.count()).select_from(User)).scalar_one()
-
-
-def add_keys(connection, expires_at, count):
-    """``count`` keys of the tests' token (conftest's ``token``), expiring at ``expires_at``."""
-    owner = connection.scalar(select(TOKENS.c.id).where(TOKENS.c.name == "tests"))
-    keys = [f"old-{n}-{uuid.uuid4().hex}" for n in range(count)]
-    rows = [
-        {"token_id": owner, "key": key, "fingerprint": "0" * 64, "expires_at": expires_at}
-        for key in keys
-    ]
-    connection.execute(insert(KEYS), rows)
-    return keys
-
-
-def stored_keys(connection):
-    return set(connection.scalars(select(KEYS.c.key)))
 
 
 # -- replay and mismatch -------------------------------------------------------------------

@@ -7,12 +7,14 @@ import fcntl
 import json
 import os
 import pty
+import re
 import selectors
 import signal
 import struct
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -140,6 +142,47 @@ def test_a_clean_import_exits_0(db_url, tmp_path, empty_tables):
     assert result.stdout.startswith("read 1, created 1, skipped 0, rejected 0")
 
 
+@pytest.mark.parametrize(
+    ("text", "wrong"),
+    [
+        ("ada,ada@example.org,Ada\nbob,bob@example.org,Bob\n", "unknown 'ada'"),  # no header
+        ("ada,ada@example.org,Ada\n", "missing 'username', 'email'"),  # one row, no header
+        ("username,mail\nada,ada@example.org\n", "unknown 'mail'; missing 'email'"),
+        ("username,email,email\nada,a@example.org,b@example.org\n", "twice 'email'"),
+        ("", "the file is empty"),
+    ],
+    ids=["rows-only", "one-row", "misspelt", "twice", "empty"],
+)
+def test_a_csv_file_without_its_header_is_refused_before_anything_is_read(
+    db_url, tmp_path, empty_tables, text, wrong
+):
+    path = tmp_path / "users.csv"
+    path.write_text(text, encoding="utf-8")
+
+    result = run_import(db_url, str(path))
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""  # not a line per row
+    [line] = result.stderr.splitlines()
+    assert line.startswith("myservice-import: "), line
+    assert wrong in line
+    assert "its columns: username, email, full_name; username and email are required" in line
+    assert stored(db_url) == []
+
+
+def test_a_file_that_is_not_utf_8_is_one_line(db_url, tmp_path):
+    path = tmp_path / "latin-1.csv"
+    path.write_bytes("username,email\nzo\u00e9,zoe@example.org\n".encode("latin-1"))
+
+    result = run_import(db_url, str(path))
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"myservice-import: {path} is not UTF-8 text (invalid continuation byte):"
+        " save it as UTF-8\n"
+    )
+
+
 def numbered_users(first, last):
     return "".join(f"user{n:04},user{n}@example.org,User {n}\n" for n in range(first, last))
 
@@ -220,12 +263,14 @@ def test_a_csv_with_a_byte_order_mark_and_a_multi_line_field_imports(
         ]
 
 
-def test_on_a_terminal_progress_is_a_bar_not_lines(db_url, users_csv, empty_tables):
+def import_on_a_terminal(db_url, *args, stdin=None):
+    """Run the importer with its stderr on a terminal; its result, and what it drew there."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # 80 columns
     try:
         result = subprocess.run(
-            [IMPORT, DEVELOPMENT_INI, str(users_csv), "--batch", "2"],
+            [IMPORT, DEVELOPMENT_INI, *args],
+            input=stdin,
             stderr=terminal,
             stdout=subprocess.PIPE,
             env={**os.environ, "DATABASE_URL": db_url},
@@ -251,8 +296,59 @@ def test_on_a_terminal_progress_is_a_bar_not_lines(db_url, users_csv, empty_tabl
         if terminal is not None:
             os.close(terminal)
         os.close(controller)
+    return result, drawn.decode()
+
+
+def test_on_a_terminal_progress_of_a_file_is_a_bar_with_its_size_and_time_left(
+    db_url, users_csv, empty_tables
+):
+    result, drawn = import_on_a_terminal(db_url, str(users_csv), "--batch", "2")
 
     assert result.returncode == 1
-    assert b"7 rows" in drawn
-    assert b"committed" not in drawn
+    size = users_csv.stat().st_size
+    assert "100%|" in drawn  # of the file's bytes
+    assert re.search(rf"\| {size}B/{size}B \[[0-9:]+<[0-9:]+, 7 rows\]", drawn), drawn
+    assert "committed" not in drawn
     assert result.stdout.splitlines()[-1].startswith("read 7, created 3")
+
+
+def test_on_a_terminal_progress_of_a_pipe_counts_rows(db_url, empty_tables):
+    result, drawn = import_on_a_terminal(db_url, "-", "--batch", "2", stdin=CSV)
+
+    assert result.returncode == 1
+    assert "7 rows" in drawn
+    assert "%|" not in drawn  # how much will come is unknown
+    assert result.stdout.splitlines()[-1].startswith("read 7, created 3")
+
+
+#: Interrupted runs in the next test: each stops at another moment of a batch.
+INTERRUPTED_RUNS = 8
+
+
+def test_the_summary_after_ctrl_c_counts_exactly_what_was_stored(db_url, empty_tables):
+    """Ctrl-C can land anywhere in a batch; with Python's own handler it could land after the
+    batch's commit and before its count, and the summary missed a stored batch. Each run sends
+    it at another point of a batch's time (a fraction of the time between two batches)."""
+    for run in range(INTERRUPTED_RUNS):
+        prefix = f"run{run}x"
+        rows = "".join(f"{prefix}{n:04},{prefix}{n}@example.org,\n" for n in range(2000))
+        process = start_import_from_stdin(db_url, batch=1)
+        try:
+            process.stdin.write("username,email,full_name\n" + rows)
+            process.stdin.flush()
+            wait_for_progress(process, "batch 2 committed")
+            started = time.monotonic()
+            wait_for_progress(process, "batch 3 committed")
+            time.sleep((time.monotonic() - started) * run / INTERRUPTED_RUNS)  # not asserted on
+            process.send_signal(signal.SIGINT)
+            output, _ = process.communicate(timeout=DEADLINE)
+        finally:
+            process.kill()
+            process.wait(timeout=DEADLINE)
+
+        assert process.returncode == 130
+        summary = output.splitlines()[-1]
+        assert summary.endswith("(interrupted)"), summary
+        created = int(summary.split("created ")[1].split(",")[0])
+        stored_now = [u for u, _ in stored(db_url) if u.startswith(prefix)]
+        assert created == len(stored_now), f"run {run}: {summary}, stored {len(stored_now)}"

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,9 +20,11 @@ import myservice
 from myservice.data.db import session_scope
 from myservice.data.models import Change, Group, IdempotencyKey, Membership, User
 from myservice.data.models.maintenance import switch_mode
+from myservice.data.models.meta import utcnow
+from myservice.data.models.token import TOKENS
 from tests.support.app import with_token
 from tests.support.client import call
-from tests.support.database import new_token, short_lived_engine
+from tests.support.database import add_keys, new_token, short_lived_engine, stored_keys
 from tests.support.factories import unique, user_body
 from tests.support.paths import DEVELOPMENT_INI
 from tests.support.problems import assert_problem
@@ -152,3 +155,142 @@ def test_read_only_in_the_ini_refuses_writes_from_startup_and_serves_reads(app_s
         client.post_json("/health", body, status=405)
     finally:
         app.registry["dbsession_factory"].kw["bind"].dispose()
+
+
+# -- the tools: each that writes refuses while read-only, unless told it is part of the work ----
+
+#: The exit status of a write refused for maintenance (EX_TEMPFAIL: try again later).
+REFUSED = 75
+
+
+def tool(db_url, name, *args):
+    """Run the console script ``name`` with ``args`` (``INI`` stands for development.ini) as an
+    operator does; its result."""
+    args = [DEVELOPMENT_INI if arg == "INI" else arg for arg in args]
+    return subprocess.run(
+        [Path(sys.executable).with_name(name), *args],
+        env={**os.environ, "DATABASE_URL": db_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def assert_refused(result, name):
+    assert result.returncode == REFUSED, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"{name}: the service is read-only for maintenance since "), line
+    assert line.endswith("pass --during-maintenance"), line
+
+
+def tokens_named(db_url, name):
+    with short_lived_engine(db_url) as engine, engine.connect() as connection:
+        query = select(TOKENS.c.revoked).where(TOKENS.c.name == name)
+        return connection.scalars(query).all()
+
+
+def test_the_importer_stores_nothing_while_read_only_unless_told_to(db_url, tmp_path, empty_tables):
+    names = [unique("imported") for _ in range(2)]
+    users = tmp_path / "users.csv"
+    users.write_text("username,email\n" + "".join(f"{n},{n}@example.org\n" for n in names))
+    maintenance(db_url, "on")
+
+    assert_refused(tool(db_url, "myservice-import", "INI", users), "myservice-import")
+    assert usernames_among(db_url, names) == []
+
+    allowed = tool(db_url, "myservice-import", "INI", users, "--during-maintenance")
+    assert allowed.returncode == 0, allowed.stderr
+    assert usernames_among(db_url, names) == names
+
+
+def usernames_among(db_url, names):
+    with short_lived_engine(db_url) as engine, engine.connect() as connection:
+        query = select(User.username).where(User.username.in_(names)).order_by(User.id)
+        return connection.scalars(query).all()
+
+
+def test_the_purge_deletes_nothing_while_read_only_unless_told_to(db_url, token, empty_tables):
+    # ``token``: the keys belong to the tests' token
+    with short_lived_engine(db_url) as engine, engine.begin() as connection:
+        expired = set(add_keys(connection, utcnow() - timedelta(days=1), 3))
+    maintenance(db_url, "on")
+
+    assert_refused(tool(db_url, "myservice-purge", "INI"), "myservice-purge")
+    assert stored_keys_among(db_url, expired) == expired
+
+    allowed = tool(db_url, "myservice-purge", "INI", "--during-maintenance")
+    assert allowed.stdout == "purged 3 expired idempotency keys\n", allowed.stderr
+    assert stored_keys_among(db_url, expired) == set()
+
+
+def stored_keys_among(db_url, keys):
+    with short_lived_engine(db_url) as engine, engine.connect() as connection:
+        return stored_keys(connection) & keys
+
+
+def test_a_token_is_created_while_read_only_only_when_told_to(db_url):
+    name = unique("maintenance")
+    create = ("create", "INI", "--name", name, "--scope", "read")
+    maintenance(db_url, "on")
+
+    refused = tool(db_url, "myservice-token", *create)
+    assert_refused(refused, "myservice-token")
+    assert refused.stdout == ""  # no secret shown for a token that was not stored
+    assert tokens_named(db_url, name) == []
+
+    allowed = tool(db_url, "myservice-token", *create, "--during-maintenance")
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.startswith("ms_")
+    assert tokens_named(db_url, name) == [False]
+
+
+def test_revoking_and_listing_tokens_work_while_read_only(db_url):
+    name = unique("leaked")
+    new_token(db_url, name, ["read"])
+    maintenance(db_url, "on")
+
+    listed = tool(db_url, "myservice-token", "list", "INI")
+    revoked = tool(db_url, "myservice-token", "revoke", "INI", name)
+
+    assert listed.returncode == 0 and f"\n{name}\t" in listed.stdout
+    assert revoked.returncode == 0, revoked.stderr  # taking access away never waits
+    assert tokens_named(db_url, name) == [True]
+
+
+def test_pshell_commits_nothing_while_read_only_unless_the_session_is_told_to(db_url, empty_tables):
+    name = unique("shell")
+    maintenance(db_url, "on")
+
+    refused = pshell(
+        db_url,
+        f"user = models.User(username={name!r}, email={name!r} + '@example.org')",
+        "dbsession.add(user)",
+        "tm.commit()",
+        "tm.abort()",
+        "tm.begin()",
+        "dbsession.info['during_maintenance'] = True",
+        f"user = models.User(username={name!r} + 'x', email={name!r} + '@example.org')",
+        "dbsession.add(user)",
+        "tm.commit()",
+    )
+
+    assert "ServiceReadOnly: the service is read-only for maintenance since" in refused
+    assert "dbsession.info['during_maintenance'] = True, and do it again" in refused
+    # the second try only, told it is part of the maintenance
+    assert usernames_among(db_url, [name, name + "x"]) == [name + "x"]
+
+
+def pshell(db_url, *commands):
+    """``pshell development.ini`` with ``commands`` as its input; what it printed on stderr
+    (the interactive console's tracebacks, of exceptions raised by the commands, go there)."""
+    result = subprocess.run(
+        [Path(sys.executable).with_name("pshell"), "-p", "python", DEVELOPMENT_INI],
+        input="\n".join(commands) + "\n",
+        env={**os.environ, "DATABASE_URL": db_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stderr

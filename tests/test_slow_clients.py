@@ -88,8 +88,7 @@ def test_clients_trickling_their_heads_cannot_keep_another_client_from_being_ans
     server = start(connection_limit="10")
     with ExitStack() as clients:
         tricklers = [
-            clients.enter_context(closing(Trickler(server, ENDLESS_HEAD)))
-            for _ in range(12)
+            clients.enter_context(closing(Trickler(server, ENDLESS_HEAD))) for _ in range(12)
         ]
 
         reply = call(server, "GET", "/health")

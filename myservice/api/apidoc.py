@@ -71,7 +71,7 @@ PROBLEM = {
 
 #: What each problem status means here, and the headers that come with it.
 PROBLEMS = {
-    400: ("a malformed query parameter, header or body: errors[] names it", ()),
+    400: ("a malformed or unknown query parameter, header or body: errors[] names it", ()),
     401: ("no token, or an unknown one", ("WWW-Authenticate",)),
     403: ("the token lacks the scope this operation needs", ()),
     404: ("no such resource", ()),
@@ -92,7 +92,8 @@ Every body is JSON (UTF-8). Every error is an RFC 9457 problem document
 (application/problem+json). Every response carries X-Request-ID. A known URL asked with another
 method answers 405 with Allow (components/responses/MethodNotAllowed); an unknown URL 404.
 Collections are pages ordered by id: `limit`, and `cursor` = the `next_cursor` of the previous
-page. A request that fails leaves no trace."""
+page. A query parameter an operation does not list is 400 (errors[].parameter names it). A
+request that fails leaves no trace."""
 
 
 @dataclass(frozen=True)

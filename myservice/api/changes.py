@@ -29,7 +29,7 @@ from myservice.api.apidoc import Reply, operation
 from myservice.data.db import RequestSession
 from myservice.data.models import MAX_ID
 from myservice.data.models.change import PAGE, append_changes
-from myservice.edge.validation import QueryInt, validate_query
+from myservice.edge.validation import Query, QueryInt, validate_query
 
 ChangeType = Literal[
     "user.created",
@@ -77,9 +77,7 @@ def write_pending_changes(session):
 # -- GET /changes ----------------------------------------------------------------------------
 
 
-class ChangeParams(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class ChangeParams(Query):
     after: QueryInt = Field(0, ge=0, le=MAX_ID)
     limit: QueryInt = Field(100, ge=1, le=1000)
 

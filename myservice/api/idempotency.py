@@ -24,11 +24,11 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 
-from pyramid.exceptions import ConfigurationError
 from pyramid.httpexceptions import HTTPBadRequest, HTTPUnprocessableEntity
 from pyramid.response import Response
 
 from myservice.api.apidoc import Header
+from myservice.data.errors import BadSettings
 from myservice.data.models.idempotency import claim_key, purge_expired, store_response
 from myservice.data.models.meta import utcnow
 from myservice.edge.validation import exact_integer, json_body
@@ -150,5 +150,5 @@ def includeme(config):
     settings = config.get_settings()
     ttl = int(settings.get("myservice.idempotency_ttl", DEFAULT_TTL_SECONDS))
     if ttl <= 0:
-        raise ConfigurationError("myservice.idempotency_ttl must be a positive number of seconds")
+        raise BadSettings("myservice.idempotency_ttl must be a positive number of seconds")
     settings["myservice.idempotency_ttl"] = ttl

@@ -39,7 +39,6 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
-from pyramid.exceptions import ConfigurationError
 from pyramid.httpexceptions import HTTPForbidden
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
@@ -49,6 +48,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from myservice.api.apidoc import Reply, operation
 from myservice.data.db import is_conflict
+from myservice.data.errors import BadSettings
 from myservice.edge.problems import is_database_unavailable
 
 ACCESS_SETTING = "myservice.metrics_access"
@@ -211,7 +211,7 @@ def includeme(config):
     settings = config.get_settings()
     access = settings.setdefault(ACCESS_SETTING, "token")  # fail closed
     if access not in ACCESS_MODES:
-        raise ConfigurationError(f"{ACCESS_SETTING} must be one of {', '.join(ACCESS_MODES)}")
+        raise BadSettings(f"{ACCESS_SETTING} must be one of {', '.join(ACCESS_MODES)}")
     disable_created_metrics()  # no *_created series: a scrape shows what is counted, nothing else
     engine = config.registry["dbsession_factory"].kw["bind"]
     metrics = Metrics(engine, os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None)

@@ -8,8 +8,13 @@ document is built by walking Pyramid's introspector, which knows the rest:
 - the path and its parameters, from the route's pattern (``{id:[0-9]{1,19}}`` is an id);
 - the method, from the view's ``request_method``;
 - the security, from the view's permission (or the registry's default permission);
-- the problems every operation of a kind shares: 400 for a bad query parameter, 400/413/415/422
-  for a body, 404 for a URL id, 401/403 for a protected view, 503 while the database is away.
+- the problems every operation of a kind shares: 400 for a bad or unknown query parameter (any
+  operation), 400/413/415/422 for a body, 404 for a URL id, 401/403 for a protected view, 503
+  while the database is away.
+
+The views hold to it: a query parameter the document does not give an operation is a 400
+naming it. The query models forbid the others (``myservice.edge.validation.Query``), and an
+operation without one refuses any (``refuse_undeclared_parameters``).
 
 Schemas come from the pydantic models that the views validate and render with, so the document
 cannot drift from the code. ``tests/test_fuzz.py`` holds the server to it with schemathesis.
@@ -30,6 +35,7 @@ from myservice.api import apidoc
 from myservice.api.apidoc import REF, Reply, operation
 from myservice.api.routes import ID
 from myservice.data.models import MAX_ID
+from myservice.edge.validation import validate_query
 
 #: ``{name}`` or ``{name:regex}`` in a route pattern (the regex may hold one level of braces).
 PLACEHOLDER = re.compile(r"\{(\w+)(?::((?:[^{}]|\{[^{}]*\})*))?\}")
@@ -118,10 +124,9 @@ def build_operation(facts, view_name, path_parameters, security, schemas, settin
     """One OpenAPI operation: the view's facts plus everything its kind implies."""
     parameters = [*path_parameters]
     replies = dict(facts.responses)
-    problems = set(facts.problems)
+    problems = set(facts.problems) | {400}  # a parameter it does not define, at least
     if facts.query is not None:
         parameters += query_parameters(facts.query)
-        problems.add(400)
     for header in facts.headers:
         parameters.append(header.parameter())
         problems.update(header.problems)
@@ -233,7 +238,28 @@ def openapi_view(request):
     return Response(body=request.registry["openapi_json"], content_type="application/json")
 
 
+def refuse_undeclared_parameters(view, info):
+    """A view deriver: an operation that takes no query parameters refuses any (400 naming each),
+    as one that takes some refuses the others (its ``Query`` model forbids them). A view that
+    states no operation (the docs page's static files) is left as it is."""
+    facts = getattr(info.original_view, apidoc.ATTRIBUTE, None)
+    if info.exception_only or facts is None or facts.query is not None:
+        return view
+
+    def refusing(context, request):
+        if request.query_string:
+            validate_query(request)  # with no parameters declared
+        return view(context, request)
+
+    return refusing
+
+
 def includeme(config):
+    # After the permission check (a 401 or 403 first), before the view's decorators.
+    config.add_view_deriver(
+        refuse_undeclared_parameters, under="http_cached_view", over="decorated_view"
+    )
+
     def build():  # after every other action: the introspector then knows every view
         document = openapi_document(config.registry)
         config.registry["openapi_json"] = pydantic_core.to_json(document)  # serialised once

@@ -18,12 +18,12 @@ import json
 import os
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field
-from pyramid.exceptions import ConfigurationError
+from pydantic import Field
 from webob.cookies import SignedSerializer
 
+from myservice.data.errors import BadSettings
 from myservice.edge.problems import InvalidQuery
-from myservice.edge.validation import QueryInt
+from myservice.edge.validation import Query, QueryInt, query_pairs
 
 #: Query parameters that page through a listing, rather than choose it.
 PAGING = frozenset({"limit", "cursor"})
@@ -34,10 +34,8 @@ MIN_SECRET_CHARACTERS = 10
 MAKE_ONE = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 
-class PageParams(BaseModel):
+class PageParams(Query):
     """The query parameters every collection accepts."""
-
-    model_config = ConfigDict(extra="ignore")
 
     limit: QueryInt = Field(50, ge=1, le=200)
     cursor: str | None = Field(
@@ -64,7 +62,7 @@ def page(request, query, key, params):
         return rows, None
     rows = rows[: params.limit]
     cursor = cursors.mint(rows[-1].id, bound_to)
-    query_string = [(k, v) for k, v in request.GET.items() if k != "cursor"]
+    query_string = [(k, v) for k, v in query_pairs(request) if k != "cursor"]
     url = f"{request.path_url}?{urlencode([*query_string, ('cursor', cursor)])}"
     request.response.headers["Link"] = f'<{url}>; rel="next"'
     return rows, cursor
@@ -130,11 +128,11 @@ def includeme(config):
 
 
 def secrets(settings):
-    """The signing secret, then the previous ones; ``ConfigurationError`` when there is none,
+    """The signing secret, then the previous ones; ``BadSettings`` when there is none,
     or one is weak (one line, naming where it came from, never the secret itself)."""
     current = setting(settings, "MYSERVICE_SECRET", "myservice.secret")
     if current is None:
-        raise ConfigurationError(
+        raise BadSettings(
             "no secret to sign cursors with: set MYSERVICE_SECRET (or myservice.secret)"
         )
     named = [(current[0].strip(), current[1])]
@@ -144,7 +142,7 @@ def secrets(settings):
     for secret, source in named:
         problem = weakness(secret)
         if problem is not None:
-            raise ConfigurationError(f"{source} is too weak: {problem}; make one with {MAKE_ONE}")
+            raise BadSettings(f"{source} is too weak: {problem}; make one with {MAKE_ONE}")
     return [secret for secret, _ in named]
 
 

@@ -60,9 +60,7 @@ def erase_user(session, user_id):
     """Erase the deleted user ``user_id``'s data: (changes erased, idempotency keys forgotten)."""
     resource = f"/users/{user_id}"
     if session.get(User, user_id) is not None:
-        raise Refused(
-            f"user {user_id} exists: delete it first (DELETE {resource}), then erase it"
-        )
+        raise Refused(f"user {user_id} exists: delete it first (DELETE {resource}), then erase it")
     if not names(session, resource):
         raise Refused(f"no change names user {user_id}: nothing to erase")
     changes = erase_data(session, resource, WITH_DATA)
@@ -85,8 +83,7 @@ def shows_user(headers, body, user_id, resource):
         return False
     items = document.get("items") if isinstance(document, dict) else None
     return isinstance(items, list) and any(
-        isinstance(item, dict) and item.get("id") == user_id and "email" in item
-        for item in items
+        isinstance(item, dict) and item.get("id") == user_id and "email" in item for item in items
     )
 
 

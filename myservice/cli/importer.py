@@ -6,12 +6,19 @@ whose username exists already (stored, or earlier in the file) is skipped, so a 
 crash or Ctrl-C stores only what is missing; a row that is invalid, or whose email another
 user holds, is rejected and reported, and the good rows are stored all the same.
 
-Exit status: 0, or 1 when any row was rejected, 2 for bad arguments, 130 after Ctrl-C.
+A CSV file's header is checked before anything is read: it names the columns, of
+``COLUMNS``, those of ``REQUIRED`` among them. Ctrl-C lets the batch being stored finish
+(``DeferredInterrupt``), so the summary counts exactly what was stored; a second one stops at
+once. While the service is read-only for maintenance nothing is stored (``tool_session``)
+unless the operator passes ``--during-maintenance``. Exit statuses: ``EPILOG`` (``--help``).
 """
 
 import argparse
 import csv
 import itertools
+import os
+import signal
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -24,11 +31,38 @@ from tqdm import tqdm
 
 from myservice.api.changes import change
 from myservice.api.schemas import UserCreate, UserOut
-from myservice.data.db import is_conflict, opened_engine, session_scope
+from myservice.cli.command import (
+    INTERRUPTED,
+    add_maintenance_override,
+    console_script,
+    tool_session,
+)
+from myservice.data.db import is_conflict, opened_engine
+from myservice.data.errors import OperatorError
 from myservice.data.models import clashes, insert_users
 from myservice.data.models.change import append_changes
 from myservice.edge.problems import InvalidBody
 from myservice.edge.validation import validate
+
+DESCRIPTION = "Load users from a CSV file (with a header row) or a JSON lines file."
+EPILOG = """\
+The database is the ini file's sqlalchemy.url; DATABASE_URL overrides it. Rows are checked as
+POST /users checks them and stored in batches, one transaction each; a row whose username is
+taken is skipped, so a run can be repeated. While the service is read-only for maintenance
+(myservice-maintenance INI on) nothing is stored (exit status 75) unless --during-maintenance.
+Ctrl-C lets the batch being stored finish; the summary counts what was stored.
+Exit status: 0; 1 when a row was rejected; 2 for bad arguments, a file that cannot be read or
+imported (no header) or a database that cannot be used; 75 as above; 130 after Ctrl-C."""
+
+#: The columns of a CSV file: the fields of ``UserCreate``; those without a default required.
+COLUMNS = tuple(UserCreate.model_fields)
+REQUIRED = tuple(name for name, spec in UserCreate.model_fields.items() if spec.is_required())
+
+
+class BadInput(OperatorError):
+    """The input cannot be imported at all: missing, unreadable, not UTF-8, or a CSV file
+    without its header row."""
+
 
 #: Times a batch is tried when a concurrent writer takes one of its usernames or emails, or
 #: conflicts with it.
@@ -54,6 +88,13 @@ class Totals:
 # -- reading rows ----------------------------------------------------------------------------
 
 
+def input_size(lines):
+    """The input's size in bytes when it is a regular file (a path, or stdin redirected from
+    one), else None (a pipe: how much will come is unknown)."""
+    info = os.fstat(lines.fileno())
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
 @contextmanager
 def opened(name):
     """The lines of the file ``name``, or of stdin for ``-`` (UTF-8, a BOM allowed, newlines
@@ -67,13 +108,18 @@ def opened(name):
 
 
 def rows(name, lines):
-    """(line number, parsed row or None, problem or None) for each row of the input."""
+    """(line number, parsed row or None, problem or None) for each row of the input; a CSV
+    file's header is checked at once (``BadInput``), before any row is read."""
     suffix = Path(name).suffix.lower()
     if suffix not in (".csv", ".jsonl"):
         first = next(lines, "")  # stdin (or no suffix): JSON lines start with an object
         lines = _chain(first, lines)
         suffix = ".jsonl" if first.lstrip().startswith("{") else ".csv"
-    yield from (csv_rows(lines) if suffix == ".csv" else jsonl_rows(lines))
+    if suffix == ".jsonl":
+        return jsonl_rows(lines)
+    reader = csv.DictReader(lines)
+    check_header(reader.fieldnames)
+    return csv_rows(reader)
 
 
 def _chain(first, lines):
@@ -81,8 +127,25 @@ def _chain(first, lines):
     yield from lines
 
 
-def csv_rows(lines):
-    reader = csv.DictReader(lines)
+def check_header(names):
+    """Refuse a CSV file whose first line is not a header of known columns (``BadInput``):
+    without one, its first row would be taken for the header and every row rejected."""
+    expected = f"its columns: {', '.join(COLUMNS)}; {' and '.join(REQUIRED)} are required"
+    if names is None:
+        raise BadInput(f"the file is empty: a CSV file starts with a header row ({expected})")
+    unknown = [name for name in names if name not in COLUMNS]
+    missing = [name for name in REQUIRED if name not in names]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    wrong = [
+        f"{what} {', '.join(repr(name) for name in found)}"
+        for what, found in (("unknown", unknown), ("missing", missing), ("twice", twice))
+        if found
+    ]
+    if wrong:
+        raise BadInput(f"line 1 is not a header row ({expected}): {'; '.join(wrong)}")
+
+
+def csv_rows(reader):
     for record in reader:
         if None in record:  # more values than the header has names
             yield reader.line_num, None, ("", "has more values than the header has columns")
@@ -103,14 +166,14 @@ def jsonl_rows(lines):
 # -- storing batches -------------------------------------------------------------------------
 
 
-def store(engine, users):
+def store(engine, users, during_maintenance):
     """Store the ``users`` that clash with nobody, in one transaction; return the clashes
     (index: field), as ``clashes`` finds them."""
     if not users:
         return {}
     for attempt in itertools.count(1):
         try:
-            with session_scope(engine) as session:
+            with tool_session(engine, during_maintenance=during_maintenance) as session:
                 found = clashes(session, users)
                 created = insert_users(session, [u for n, u in enumerate(users) if n not in found])
                 if created:  # in the feed like any other create (docs/design.md)
@@ -128,28 +191,71 @@ def user_created(user):
     return change("user.created", f"/users/{user.id}", UserOut.model_validate(user))
 
 
+class DeferredInterrupt:
+    """Ctrl-C (SIGINT) that waits for the end of a ``held`` block, where a batch is stored and
+    counted: the batch is then stored and counted, or neither, and the summary is exact. (With
+    Python's own handler the interrupt could land after the commit and before the count.) A
+    second Ctrl-C during the block stops at once."""
+
+    def __init__(self):
+        self.holding = False
+        self.pending = False
+
+    def __call__(self, signum, frame):
+        if not self.holding or self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    @contextmanager
+    def installed(self):
+        """SIGINT handled by this for the block; left ignored when it was (``nohup``, or a
+        background job of a shell without job control)."""
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @contextmanager
+    def held(self):
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.pending:
+            raise KeyboardInterrupt
+
+
 class Importer:
-    def __init__(self, engine, batch_size, out, progress):
+    def __init__(self, engine, batch_size, out, progress, interrupt, during_maintenance):
         self.engine = engine
         self.batch_size = batch_size
         self.out = out
         self.progress = progress
+        self.interrupt = interrupt
+        self.during_maintenance = during_maintenance
         self.totals = Totals()
         self.batches = 0
 
     def run(self, source):
         batch = []  # (line, user) of the valid rows
-        read = 0
+        read = rejected = 0
         for line, data, problem in source:
             read += 1
             user = self.check(line, data, problem)
-            if user is not None:
+            if user is None:
+                rejected += 1
+            else:
                 batch.append((line, user))
             if read == self.batch_size:
-                self.commit(batch, read)
-                batch, read = [], 0
+                self.commit(batch, read, rejected)
+                batch, read, rejected = [], 0, 0
         if read:
-            self.commit(batch, read)
+            self.commit(batch, read, rejected)
 
     def check(self, line, data, problem):
         """The row as validated by ``UserCreate``, or None after reporting why not."""
@@ -160,26 +266,25 @@ class Importer:
                 problems = [(e["pointer"].lstrip("/"), e["detail"]) for e in error.errors]
         else:
             problems = [problem]
-        self.totals.rejected += 1
         for name, reason in problems:
             self.report(f"line {line}: {name or '(row)'}: {reason}")
         return None
 
-    def commit(self, batch, read):
-        found = store(self.engine, [user for _, user in batch])
-        skipped = 0
-        for index, name in found.items():
-            line, user = batch[index]
-            if name == "username":
-                skipped += 1
-            else:
-                self.totals.rejected += 1
-                self.report(f"line {line}: {name}: '{user[name]}' is taken by another user")
-        self.batches += 1
-        self.totals.read += read
-        self.totals.created += len(batch) - len(found)
-        self.totals.skipped += skipped
-        self.progress(self, read)
+    def commit(self, batch, read, rejected):
+        """Store the batch, count and report it: all of it, or (on Ctrl-C) none of it."""
+        with self.interrupt.held():
+            found = store(self.engine, [user for _, user in batch], self.during_maintenance)
+            skipped = sum(1 for name in found.values() if name == "username")
+            self.batches += 1
+            self.totals.read += read
+            self.totals.created += len(batch) - len(found)
+            self.totals.skipped += skipped
+            self.totals.rejected += rejected + len(found) - skipped
+            for index, name in found.items():
+                line, user = batch[index]
+                if name != "username":
+                    self.report(f"line {line}: {name}: '{user[name]}' is taken by another user")
+            self.progress(self, read)
 
     def report(self, text):
         tqdm.write(text, file=self.out)
@@ -190,37 +295,93 @@ def plain_progress(importer, rows):
     print(f"batch {importer.batches} committed: {totals.summary()}", file=sys.stderr, flush=True)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="myservice-import", description="Load users from a CSV or JSON lines file."
-    )
-    parser.add_argument("ini", help="the service's ini file (DATABASE_URL overrides its database)")
-    parser.add_argument("file", help="a .csv file with a header row, a .jsonl file, or - (stdin)")
-    parser.add_argument("--batch", type=int, default=1000, help="rows per transaction (1000)")
-    args = parser.parse_args(argv)
-    if args.batch < 1:
-        parser.error("--batch must be at least 1")
-    bar = tqdm(unit=" rows", file=sys.stderr) if sys.stderr.isatty() else None
-    try:
-        with opened_engine(args.ini) as engine, opened(args.file) as lines:
-            importer = Importer(
-                engine,
-                args.batch,
-                sys.stdout,
-                (lambda importer, read: bar.update(read)) if bar is not None else plain_progress,
+class Bar:
+    """The progress bar on a terminal. When the input's size is known it counts the bytes read
+    of it, so it shows a percentage and the time left, the rows beside them; else the rows."""
+
+    def __init__(self, lines, size):
+        self.binary = lines.buffer  # its position: how far the CSV or JSON reader has read
+        self.sized = size is not None
+        if self.sized:
+            self.bar = tqdm(
+                total=size,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+                bar_format="{l_bar}{bar}| {n_fmt}B/{total_fmt}B [{elapsed}<{remaining}{postfix}]",
             )
-            try:
-                importer.run(rows(args.file, lines))
-            except KeyboardInterrupt:
-                status = 130
-            else:
-                status = 1 if importer.totals.rejected else 0
-    except OSError as error:
-        parser.exit(2, f"myservice-import: {error}\n")
-    finally:
-        if bar is not None:
-            bar.close()
-    print(importer.totals.summary() + (" (interrupted)" if status == 130 else ""), flush=True)
+            self.bar.set_postfix_str("0 rows", refresh=False)
+        else:
+            self.bar = tqdm(unit=" rows", file=sys.stderr)
+
+    def __call__(self, importer, rows):
+        if self.sized:
+            self.bar.set_postfix_str(f"{importer.totals.read} rows", refresh=False)
+            self.bar.update(self.binary.tell() - self.bar.n)
+        else:
+            self.bar.update(rows)
+
+    def close(self):
+        self.bar.close()
+
+
+def parser():
+    parser = argparse.ArgumentParser(
+        prog="myservice-import",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("ini", help="the service's ini file (development.ini, production.ini)")
+    parser.add_argument(
+        "file",
+        help=f"a .csv file whose first line names its columns ({', '.join(COLUMNS)}), "
+        "a .jsonl file, or - (stdin)",
+    )
+    parser.add_argument("--batch", type=int, default=1000, help="rows per transaction (1000)")
+    add_maintenance_override(parser)
+    return parser
+
+
+@console_script("myservice-import")
+def main(argv=None):
+    arguments = parser()
+    args = arguments.parse_args(argv)
+    if args.batch < 1:
+        arguments.error("--batch must be at least 1")
+    try:
+        with opened(args.file) as lines:
+            return run(args, lines)
+    except OSError as error:  # missing, unreadable
+        raise BadInput(str(error)) from None
+    except UnicodeDecodeError as error:
+        reason = f"{args.file} is not UTF-8 text ({error.reason})"
+        raise BadInput(f"{reason}: save it as UTF-8") from None
+
+
+def run(args, lines):
+    """Import ``lines``; print the summary, however the run ends; return the exit status."""
+    source = rows(args.file, lines)  # the header first
+    progress = Bar(lines, input_size(lines)) if sys.stderr.isatty() else plain_progress
+    status, ending = None, ""
+    with opened_engine(args.ini) as engine, DeferredInterrupt().installed() as interrupt:
+        importer = Importer(
+            engine, args.batch, sys.stdout, progress, interrupt, args.during_maintenance
+        )
+        try:
+            importer.run(source)
+        except KeyboardInterrupt:
+            status, ending = INTERRUPTED, " (interrupted)"
+        except BaseException:
+            ending = " (stopped)"  # by the error the caller reports
+            raise
+        else:
+            status = 1 if importer.totals.rejected else 0
+        finally:
+            if isinstance(progress, Bar):
+                progress.close()
+            print(importer.totals.summary() + ending, flush=True)
     return status
 
 

@@ -18,16 +18,16 @@ import os
 import weakref
 from contextlib import contextmanager
 
-from pyramid.exceptions import ConfigurationError
 from pyramid.paster import get_appsettings
 from pyramid.settings import asbool
 from sqlalchemy import Engine, engine_from_config, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from zope.sqlalchemy.datamanager import ZopeTransactionEvents
 
+from myservice.data.errors import BadSettings, OperatorError
 from myservice.data.timeouts import POSTGRES_CONNECT_ARGS, set_local
 
 #: Methods that may write: they run in a transaction (on SQLite, one that holds the write lock).
@@ -55,7 +55,10 @@ def database_url(settings):
     """``DATABASE_URL`` from the environment, else ``sqlalchemy.url``; postgres means psycopg 3."""
     url = os.environ.get("DATABASE_URL") or settings.get("sqlalchemy.url")
     if not url:
-        raise ConfigurationError("no database: set DATABASE_URL or sqlalchemy.url")
+        raise BadSettings(
+            "no database: set DATABASE_URL (postgresql://user:password@host/name) or the ini"
+            " file's sqlalchemy.url"
+        )
     url = make_url(url)
     if url.drivername in ("postgres", "postgresql"):
         url = url.set(drivername="postgresql+psycopg")
@@ -124,7 +127,7 @@ def postgres_connect_args(url, pgbouncer):
         libpq_options = " ".join(filter(None, (url.query.get("options"), "-c TimeZone=UTC")))
         return {**POSTGRES_CONNECT_ARGS, "options": libpq_options}
     if "options" in url.query:
-        raise ConfigurationError(
+        raise BadSettings(
             f"{PGBOUNCER} = true: PgBouncer does not pass libpq 'options' on to PostgreSQL;"
             " set them on the role or database instead (ALTER ROLE ... SET ...)"
         )
@@ -283,7 +286,11 @@ def session_scope(source, *, timeouts=False):
 @contextmanager
 def opened_engine(source):
     """The engine of ``source`` (an ini file's path, its settings, or an engine), built as the
-    app builds it and disposed when the block ends; an engine handed in is yielded as it is."""
+    app builds it and disposed when the block ends; an engine handed in is yielded as it is.
+
+    A database the block cannot use (``unusable_database``) ends it in ``DatabaseUnusable``,
+    which names the database and says what to do.
+    """
     if isinstance(source, Engine):
         yield source
         return
@@ -291,8 +298,39 @@ def opened_engine(source):
     engine = make_engine(settings)
     try:
         yield engine
+    except DBAPIError as error:
+        unusable = unusable_database(engine, error)
+        if unusable is None:
+            raise
+        raise unusable from error
     finally:
         engine.dispose()
+
+
+class DatabaseUnusable(OperatorError):
+    """A tool's database cannot be reached or logged into, or is not migrated."""
+
+
+def unusable_database(engine, error):
+    """The ``DatabaseUnusable`` that the DBAPI ``error`` means for a tool on ``engine``, or None
+    when it is not the operator's to fix (a bug, a conflict the caller may replay).
+
+    Unreachable: the connection failed (refused, unknown host or database, bad password: no
+    statement was sent) or was lost. Not migrated: a table is missing.
+    """
+    url = engine.url.render_as_string(hide_password=True)
+    reason = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else repr(error)
+    lost = error.connection_invalidated or (error.statement is None and not is_conflict(error))
+    if isinstance(error, OperationalError) and lost:
+        return DatabaseUnusable(
+            f"cannot use the database {url}: {reason}; check that it is up and that"
+            " DATABASE_URL (else the ini file's sqlalchemy.url) names the right one"
+        )
+    if getattr(error.orig, "sqlstate", None) == "42P01" or reason.startswith("no such table"):
+        return DatabaseUnusable(
+            f"the database {url} is not migrated ({reason}): run alembic -c INI upgrade head first"
+        )
+    return None
 
 
 def is_conflict(exc):

@@ -27,10 +27,12 @@ It serves any WSGI app: without a Pyramid registry the body limit is waitress's 
 See docs/waitress-upstream.md for the two waitress behaviours fixed here.
 """
 
+import errno
 import logging
 import os
 import signal
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from http import HTTPStatus
@@ -43,6 +45,7 @@ from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import Error
 
+from myservice.data.errors import OperatorError
 from myservice.edge.problems import PROBLEM_JSON, problem_document
 from myservice.edge.requestid import echoed_or_new
 from myservice.edge.validation import too_large
@@ -368,9 +371,38 @@ def serve(app, global_conf, graceful_timeout=GRACEFUL_TIMEOUT, processes="1", **
     if count > 1:
         serve_processes(app, count, float(graceful_timeout), settings, slow_clients)
         return
-    server = build_server(app, **settings)
+    try:
+        server = build_server(app, **settings)
+    except OSError as error:  # the address: taken, forbidden, unknown
+        cannot_listen(settings, error)
     server.print_listen("Serving on http://{}:{}")
     run(server, float(graceful_timeout), slow_clients)
+
+
+#: What to do when the listening address cannot be had, by errno.
+LISTEN_ADVICE = {
+    errno.EADDRINUSE: "another server (a second pserve or make run?) has it: stop that one, or"
+    " change listen in [server:main]",
+    errno.EACCES: "ports below 1024 need privileges: listen on a higher port",
+    errno.EADDRNOTAVAIL: "this host has no such address: change listen in [server:main]",
+}
+
+
+def cannot_listen(settings, error):
+    """Say in one line why the server cannot listen, and end the process with exit status 2.
+
+    pserve turns a ``SystemExit`` from its server runner into exit status 0 ("Exiting ... (-v to
+    see traceback)"), which a supervisor or ``make`` would take for a clean stop, and any other
+    exception into a traceback. Nothing is served yet and no connection is open, so the process
+    ends here, once its output is flushed.
+    """
+    host, port = settings.get("host", "0.0.0.0"), settings.get("port", 8080)  # waitress's defaults
+    where = settings.get("listen") or f"{host}:{port}"
+    reason = (error.strerror or str(error)).lower()
+    advice = LISTEN_ADVICE.get(error.errno, "change listen in [server:main]")
+    print(f"myservice: cannot listen on {where}: {reason}; {advice}", file=sys.stderr, flush=True)
+    logging.shutdown()
+    os._exit(OperatorError.exit_status)
 
 
 def process_count(processes):
@@ -396,7 +428,10 @@ def serve_processes(app, count, graceful_timeout, settings, slow_clients):
     waits for the children's graceful stop; at its own deadline it kills what is left.
     """
     adj = Adjustments(**settings)
-    sockets = [bound_socket(info, adj.backlog) for info in adj.listen]
+    try:
+        sockets = [bound_socket(info, adj.backlog) for info in adj.listen]
+    except OSError as error:
+        cannot_listen(settings, error)
     child_settings = {
         key: value for key, value in settings.items() if key not in ("listen", "host", "port")
     }

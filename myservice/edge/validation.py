@@ -10,6 +10,7 @@ import io
 import re
 from decimal import Decimal
 from typing import Annotated
+from urllib.parse import unquote_to_bytes
 
 import jiter
 from pydantic import (
@@ -38,7 +39,10 @@ JSON_OR_MERGE_PATCH = JSON | {"application/merge-patch+json"}
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_BULK = 1000  # users in one POST /users/bulk
 
-# Our words for pydantic's error types whose stock messages name Python classes.
+# Our words for pydantic's error types, in the service's one voice ("must be ..."): pydantic's
+# own say "Input should be ..." and some name Python classes. ``{...}`` is the error's context,
+# and ``{unit}`` characters or items (pydantic checks a string's length after a validator as if
+# it were a list's).
 MESSAGES = {
     "missing": "is required",
     "extra_forbidden": "is not a field of this resource",
@@ -51,7 +55,16 @@ MESSAGES = {
     "int_parsing": "must be an integer",
     "int_from_float": "must be an integer",
     "bool_type": "must be true or false",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "string_too_short": "must have {min_length} or more {unit}",
+    "string_too_long": "must have at most {max_length} {unit}",
+    "too_short": "must have {min_length} or more {unit}",
+    "too_long": "must have at most {max_length} {unit}",
 }
+
+#: The same for a query string, whose members are parameters, not fields.
+QUERY_MESSAGES = {**MESSAGES, "extra_forbidden": "is not a parameter of this operation"}
 
 
 def _no_nul(value: str) -> str:
@@ -135,6 +148,13 @@ class Body(BaseModel):
     """A request body: exactly the declared members, of exactly the declared JSON types."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Query(BaseModel):
+    """A query string: exactly the declared parameters. One the operation does not declare (a
+    typo: ``?usernme=ada``) is a 400 naming it, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class MergePatch(Body):
@@ -253,22 +273,39 @@ def validate(data, schema):
         ) from None
 
 
-def validate_query(request, schema):
-    """The query string validated by ``schema``, or 400 naming each bad parameter."""
+def validate_query(request, schema=Query):
+    """The query string validated by ``schema`` (a ``Query``: by default, no parameter at all),
+    or 400 naming each bad or unknown parameter."""
     params, errors = {}, []
-    for name in dict.fromkeys(request.GET):  # each name once, in order
-        values = request.GET.getall(name)
-        if len(values) > 1:
+    for name, value in query_pairs(request):
+        if name not in params:
+            params[name] = value
+        elif not any(e["parameter"] == name for e in errors):
             errors.append({"parameter": name, "detail": "must be given at most once"})
-        params[name] = values[0]
     if not errors:
         try:
             return schema.model_validate(params)
         except ValidationError as error:
             errors = [
-                {"parameter": str(e["loc"][0]), "detail": _message(e)} for e in error.errors()
+                {"parameter": str(e["loc"][0]), "detail": _message(e, QUERY_MESSAGES)}
+                for e in error.errors()
             ]
     raise InvalidQuery(errors)
+
+
+def query_pairs(request):
+    """The query string's (name, value) pairs, in order, split on ``&`` only.
+
+    WebOb's ``request.GET`` splits on ``;`` too, an old CGI habit: ``?username=a;b`` would be
+    the username ``a`` and a parameter ``b``. A ``;`` is an ordinary character in a query (RFC
+    3986; OpenAPI's form style separates with ``&``), and browsers and HTTP libraries send it
+    unescaped. Undecodable UTF-8 raises ``UnicodeDecodeError``, a 400 like any bad URL.
+    """
+    raw = request.query_string.encode("latin-1").replace(b"+", b" ")  # WSGI: bytes as latin-1
+    for pair in raw.split(b"&"):
+        if pair:
+            name, _, value = pair.partition(b"=")
+            yield unquote_to_bytes(name).decode(), unquote_to_bytes(value).decode()
 
 
 def json_pointer(location):
@@ -276,8 +313,11 @@ def json_pointer(location):
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in location)
 
 
-def _message(error):
-    return MESSAGES.get(error["type"], error["msg"])
+def _message(error, messages=MESSAGES):
+    if error["type"] not in messages:
+        return error["msg"]
+    unit = "characters" if isinstance(error.get("input"), str) else "items"
+    return messages[error["type"]].format(**error.get("ctx", {}), unit=unit)
 
 
 def includeme(config):

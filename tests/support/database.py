@@ -1,18 +1,19 @@
 """The test database seen from outside the app: migrated by the real alembic command line,
 looked at through engines of the tests' own, emptied of what tests committed, and given tokens
-as ``myservice-token`` gives them."""
+as ``myservice-token`` gives them, and idempotency keys as requests store them."""
 
 import os
 import subprocess
 import sys
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import MetaData, create_engine, func, select, text
+from sqlalchemy import MetaData, create_engine, func, insert, select, text
 
 from myservice.data.db import session_scope
-from myservice.data.models import Group, Membership, User
-from myservice.data.models.token import create_token
+from myservice.data.models import Group, IdempotencyKey, Membership, User
+from myservice.data.models.token import TOKENS, create_token
 from tests.support.paths import DEVELOPMENT_INI, ROOT
 
 
@@ -57,6 +58,24 @@ def new_token(url, name, scopes, expires_at=None):
     """Store a token in the database at ``url`` (committed) and return its secret."""
     with session_scope({"sqlalchemy.url": url}) as session:
         return create_token(session, name, scopes, expires_at)
+
+
+def add_keys(connection, expires_at, count):
+    """``count`` idempotency keys of the tests' token (conftest's ``token``), expiring at
+    ``expires_at``; their names."""
+    owner = connection.scalar(select(TOKENS.c.id).where(TOKENS.c.name == "tests"))
+    keys = [f"old-{n}-{uuid.uuid4().hex}" for n in range(count)]
+    rows = [
+        {"token_id": owner, "key": key, "fingerprint": "0" * 64, "expires_at": expires_at}
+        for key in keys
+    ]
+    connection.execute(insert(IdempotencyKey.__table__), rows)
+    return keys
+
+
+def stored_keys(connection):
+    """The names of every idempotency key stored."""
+    return set(connection.scalars(select(IdempotencyKey.__table__.c.key)))
 
 
 def assert_invariants(db_url, group_ids):

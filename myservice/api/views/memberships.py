@@ -95,8 +95,8 @@ def list_user_groups(request):
 def related_page(request, owner_model, listed_model, listed_key):
     """A page of the ``listed_model`` rows that share a membership with the URL's
     ``owner_model`` row (404 when there is none), keyed by the membership's own column."""
+    params = validate_query(request, PageParams)  # a bad request is 400 before any lookup
     owner = read(request, owner_model)
-    params = validate_query(request, PageParams)
     owner_key = Membership.user_id if listed_key is Membership.group_id else Membership.group_id
     listed = listed_model.__table__
     query = select(listed).join(Membership, listed_key == listed.c.id)

@@ -97,6 +97,15 @@ def find_by_hash(session, secret_sha256: str):
     return session.connection().execute(_BY_HASH, {"secret_sha256": secret_sha256}).first()
 
 
+def state(token, now: datetime) -> str:
+    """``"revoked"``, ``"expired"`` or ``"active"``: only an active token is accepted."""
+    if token.revoked:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= now:
+        return "expired"
+    return "active"
+
+
 def seconds_until_stale(token, now: datetime) -> float:
     """Seconds until ``token``'s use is to be noted again (0: now): ``last_used_at`` plus the
     resolution."""

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from myservice.data.db import session_scope
 from myservice.data.models import Change, IdempotencyKey
+from myservice.data.models.maintenance import switch_mode
 from tests.support.client import call
 from tests.support.database import short_lived_engine
 from tests.support.factories import unique
@@ -125,3 +127,32 @@ def test_a_user_the_feed_never_named_is_an_error(db_url):
 
     assert result.returncode == 1
     assert "no change names user 9000000000" in result.stderr
+
+
+@pytest.fixture
+def read_only(db_url):
+    """The service read-only for maintenance (``myservice-maintenance INI on``) during the test."""
+    with session_scope({"sqlalchemy.url": db_url}) as session:
+        switch_mode(session, True)
+    yield
+    with session_scope({"sqlalchemy.url": db_url}) as session:
+        switch_mode(session, False)
+
+
+def test_erasure_waits_for_the_end_of_maintenance_unless_told_it_is_part_of_it(
+    server, db_url, history, read_only
+):
+    gone = history["gone"]
+    before = feed(db_url)
+
+    refused = erase(db_url, gone["id"])
+
+    assert refused.returncode == 75, refused.stdout + refused.stderr
+    [line] = refused.stderr.splitlines()  # one line, no traceback
+    assert line.startswith("myservice-erase: the service is read-only for maintenance"), line
+    assert feed(db_url) == before
+
+    allowed = erase(db_url, gone["id"], "--during-maintenance")
+
+    assert allowed.returncode == 0, allowed.stderr
+    assert gone["email"] not in repr([change.data for change in feed(db_url)])

@@ -8,8 +8,10 @@ The stored responses of ``Idempotency-Key`` requests that created the user (alon
 create) are forgotten too, as if their keys had expired. Clients that mirrored the feed before
 keep what they read: the operator tells them.
 
-One transaction per user. Exit status 0; 1 when a user still exists or no change names it
-(nothing is erased for that user); 2 for bad arguments. ``DATABASE_URL`` overrides the ini's
+One transaction per user. Like every tool that writes, it refuses while the service is read-only
+for maintenance unless given ``--during-maintenance`` (``myservice.cli.command``). Exit status 0;
+1 when a user still exists or no change names it (nothing is erased for that user); 2 for bad
+arguments; 75 in maintenance mode. ``DATABASE_URL`` overrides the ini's
 database, as it does for the app.
 """
 
@@ -17,7 +19,8 @@ import argparse
 import json
 import sys
 
-from myservice.data.db import opened_engine, session_scope
+from myservice.cli.command import add_maintenance_override, console_script, tool_session
+from myservice.data.db import opened_engine
 from myservice.data.models import User
 from myservice.data.models.change import erase_data, names
 from myservice.data.models.idempotency import forget_keys, stored_responses
@@ -30,16 +33,18 @@ class Refused(Exception):
     """This user cannot be erased; the message says why."""
 
 
+@console_script("myservice-erase")
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="myservice-erase", description=__doc__.splitlines()[0])
     parser.add_argument("ini", help="the service's ini file (development.ini, production.ini)")
     parser.add_argument("user_ids", metavar="USER_ID", type=int, nargs="+")
+    add_maintenance_override(parser)
     args = parser.parse_args(argv)
     status = 0
     with opened_engine(args.ini) as engine:
         for user_id in args.user_ids:
             try:
-                with session_scope(engine) as session:
+                with tool_session(engine, during_maintenance=args.during_maintenance) as session:
                     changes, keys = erase_user(session, user_id)
             except Refused as refusal:
                 print(f"myservice-erase: {refusal}", file=sys.stderr)

@@ -76,6 +76,16 @@ def test_a_taken_port_is_one_line_saying_what_to_do(db_url, tmp_path, processes)
     assert "stop that one, or change listen in [server:main]" in line
 
 
+@pytest.mark.parametrize("processes", ["0", "many"])
+def test_a_bad_process_count_is_one_line_saying_what_to_do(db_url, tmp_path, processes):
+    ini = write_ini(DEVELOPMENT_INI, tmp_path, free_port(), {"processes": processes})
+
+    line = the_one_line(run("pserve", ini, env={"DATABASE_URL": db_url}))
+
+    assert line.startswith(f"myservice: processes = {processes} in [server:main]: "), line
+    assert line.endswith("or auto (one per core)"), line
+
+
 @pytest.mark.parametrize(
     ("database", "reason"),
     [

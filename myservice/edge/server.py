@@ -45,7 +45,7 @@ from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import Error
 
-from myservice.data.errors import OperatorError
+from myservice.data.errors import BadSettings, OperatorError
 from myservice.edge.problems import PROBLEM_JSON, problem_document
 from myservice.edge.requestid import echoed_or_new
 from myservice.edge.validation import too_large
@@ -367,7 +367,10 @@ def build_server(app, **settings):
 def serve(app, global_conf, graceful_timeout=GRACEFUL_TIMEOUT, processes="1", **settings):
     """The ``paste.server_runner``: serve ``app`` until SIGTERM or SIGINT, then stop gracefully."""
     slow_clients = SlowClients.from_options(settings)
-    count = process_count(processes)
+    try:
+        count = process_count(processes)
+    except BadSettings as error:
+        stop_before_serving(str(error))
     if count > 1:
         serve_processes(app, count, float(graceful_timeout), settings, slow_clients)
         return
@@ -400,7 +403,12 @@ def cannot_listen(settings, error):
     where = settings.get("listen") or f"{host}:{port}"
     reason = (error.strerror or str(error)).lower()
     advice = LISTEN_ADVICE.get(error.errno, "change listen in [server:main]")
-    print(f"myservice: cannot listen on {where}: {reason}; {advice}", file=sys.stderr, flush=True)
+    stop_before_serving(f"cannot listen on {where}: {reason}; {advice}")
+
+
+def stop_before_serving(message):
+    """End the process with ``message`` as one line and exit status 2 (see ``cannot_listen``)."""
+    print(f"myservice: {message}", file=sys.stderr, flush=True)
     logging.shutdown()
     os._exit(OperatorError.exit_status)
 
@@ -409,9 +417,15 @@ def process_count(processes):
     """``processes`` as a number: ``auto`` is the cores this process may run on."""
     if str(processes).strip().lower() == "auto":
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    count = int(processes)
+    try:
+        count = int(processes)
+    except ValueError:
+        count = 0
     if count < 1:
-        raise ValueError(f"processes must be at least 1 or auto, not {processes!r}")
+        raise BadSettings(
+            f"processes = {processes} in [server:main]: say how many server processes, a whole"
+            " number of at least 1, or auto (one per core)"
+        )
     return count
 
 

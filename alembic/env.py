@@ -11,9 +11,10 @@ from alembic import context
 from alembic.util import CommandError
 from pyramid.paster import get_appsettings
 
-from myservice.data.db import database_url, session_scope
+from myservice.data.db import database_url
 from myservice.data.errors import OperatorError
 from myservice.data.models import Base
+from myservice.data.scripts import session_scope
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("skip_logging"):

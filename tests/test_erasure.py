@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from myservice.data.db import session_scope
 from myservice.data.models import Change, IdempotencyKey
 from myservice.data.models.maintenance import switch_mode
+from myservice.data.scripts import session_scope
 from tests.support.client import call
 from tests.support.database import short_lived_engine
 from tests.support.factories import unique

@@ -17,11 +17,11 @@ from pyramid.paster import get_appsettings
 from sqlalchemy import func, select
 
 import myservice
-from myservice.data.db import session_scope
 from myservice.data.models import Change, Group, IdempotencyKey, Membership, User
 from myservice.data.models.maintenance import switch_mode
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import TOKENS
+from myservice.data.scripts import session_scope
 from tests.support.app import with_token
 from tests.support.client import call
 from tests.support.database import add_keys, new_token, short_lived_engine, stored_keys

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 import webtest
 
-from myservice.data.db import session_scope
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import revoke_token
+from myservice.data.scripts import session_scope
 from tests.support.app import app_with_views, served_operations, with_token
 from tests.support.client import bearer
 from tests.support.database import new_token

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm.exc import DetachedInstanceError
 
-from myservice.data.db import opened_engine, session_scope
 from myservice.data.models import User
+from myservice.data.scripts import opened_engine, session_scope
 from tests.support.database import short_lived_engine
 from tests.support.factories import unique
 

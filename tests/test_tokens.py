@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, select, update
 
-from myservice.data.db import SQLITE_BUSY_TIMEOUT_MS, session_scope
+from myservice.data.db import SQLITE_BUSY_TIMEOUT_MS
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import LAST_USED_RESOLUTION, TOKENS, note_use
+from myservice.data.scripts import session_scope
 from myservice.edge.tokencache import BOUND
 from tests.support.app import with_token
 from tests.support.client import bearer, call

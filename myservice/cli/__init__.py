@@ -1,3 +1,3 @@
 """The command-line tools: ``myservice-import``, ``-purge``, ``-token``, ``-maintenance``,
 ``-erase``, and pshell's setup. Each opens its database with
-``myservice.data.db.session_scope``, as a request would, one transaction at a time."""
+``myservice.data.scripts.session_scope``, as a request would, one transaction at a time."""

@@ -14,9 +14,9 @@ import functools
 import sys
 from contextlib import contextmanager
 
-from myservice.data.db import session_scope
 from myservice.data.errors import OperatorError
 from myservice.data.models.maintenance import refuse_commits_while_read_only
+from myservice.data.scripts import session_scope
 
 #: The option that lets a tool write while the service is read-only for maintenance.
 OVERRIDE = "--during-maintenance"

@@ -20,10 +20,10 @@ import json
 import sys
 
 from myservice.cli.command import add_maintenance_override, console_script, tool_session
-from myservice.data.db import opened_engine
 from myservice.data.models import User
 from myservice.data.models.change import erase_data, names
 from myservice.data.models.idempotency import forget_keys, stored_responses
+from myservice.data.scripts import opened_engine
 
 #: The changes whose ``data`` is the user as the change left it.
 WITH_DATA = ("user.created", "user.updated")

@@ -37,10 +37,11 @@ from myservice.cli.command import (
     console_script,
     tool_session,
 )
-from myservice.data.db import is_conflict, opened_engine
+from myservice.data.db import is_conflict
 from myservice.data.errors import OperatorError
 from myservice.data.models import clashes, insert_users
 from myservice.data.models.change import append_changes
+from myservice.data.scripts import opened_engine
 from myservice.edge.problems import InvalidBody
 from myservice.edge.validation import validate
 

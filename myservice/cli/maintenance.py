@@ -9,9 +9,9 @@ import argparse
 from pyramid.paster import get_appsettings
 
 from myservice.cli.command import console_script
-from myservice.data.db import session_scope
 from myservice.data.errors import OperatorError
 from myservice.data.models.maintenance import read_mode, switch_mode
+from myservice.data.scripts import session_scope
 from myservice.edge.maintenance import ReadOnly, mode_name
 
 EPILOG = """\

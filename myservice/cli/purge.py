@@ -8,9 +8,9 @@ and skips keys that a request is claiming.
 import argparse
 
 from myservice.cli.command import add_maintenance_override, console_script, tool_session
-from myservice.data.db import opened_engine
 from myservice.data.models.idempotency import purge_expired
 from myservice.data.models.meta import utcnow
+from myservice.data.scripts import opened_engine
 
 BATCH = 1000
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import MetaData, create_engine, func, insert, select, text
 
-from myservice.data.db import session_scope
 from myservice.data.models import Group, IdempotencyKey, Membership, User
 from myservice.data.models.token import TOKENS, create_token
+from myservice.data.scripts import session_scope
 from tests.support.paths import DEVELOPMENT_INI, ROOT
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from zope.sqlalchemy.datamanager import ZopeTransactionEvents
 
+from myservice.data import roundtrips
 from myservice.data.errors import BadSettings
 from myservice.data.timeouts import POSTGRES_CONNECT_ARGS, set_local
 
@@ -89,7 +90,9 @@ def make_engine(settings):
         event.listen(engine, "begin", functools.partial(begin, write="BEGIN IMMEDIATE"))
         configure_sqlite(engine)
     else:
-        event.listen(engine, "begin", functools.partial(begin, timeouts=set_local(settings)))
+        timeouts = set_local(settings)
+        event.listen(engine, "begin", functools.partial(begin, timeouts=timeouts, carried=True))
+        roundtrips.install(engine)
     empty_pool_after_fork(engine)
     return engine
 
@@ -153,7 +156,7 @@ def set_time_zone_utc(dbapi_connection, connection_record):
     dbapi_connection.autocommit = autocommit
 
 
-def begin(connection, write="BEGIN", timeouts=""):
+def begin(connection, write="BEGIN", timeouts="", carried=False):
     """Start the transaction the way this connection's request needs it (``access``).
 
     - ``"read"`` (GET, HEAD): no transaction at all. Each statement is atomic on its own, and a
@@ -167,13 +170,20 @@ def begin(connection, write="BEGIN", timeouts=""):
 
     A request's transaction (execution option ``timeouts``, see ``dbsession``) also gets the
     request timeouts, ``SET LOCAL`` in the same message as its BEGIN (``myservice.data.timeouts``).
+    With ``carried`` (PostgreSQL), a write's BEGIN is sent in the message of its first statement
+    (``myservice.data.roundtrips``).
     """
     options = connection.get_execution_options()
     access = options.get("access")
     if access == "read":
         return
     statement = write if access == "write" else "BEGIN"
-    connection.exec_driver_sql(statement + timeouts if options.get("timeouts") else statement)
+    if options.get("timeouts"):
+        statement += timeouts
+    if carried and access == "write":
+        roundtrips.begin_with_next_statement(connection, statement)
+    else:
+        connection.exec_driver_sql(statement)
 
 
 def configure_sqlite(engine):

@@ -71,6 +71,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: dict  # socket errors by kind, and "non-2xx/3xx"
+    busy_cores: float = 0.0  # the machine's cores kept busy over the run, by anything
+
 
     @property
     def error_count(self):
@@ -108,8 +110,10 @@ def run(wrk, script, url, seconds):
     """One wrk run of ``seconds`` against ``url`` with ``script``."""
     command = [wrk, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency",
                "-s", str(script), url]  # fmt: skip
+    busy_before = busy_seconds()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+        busy_after = busy_seconds()
     except subprocess.TimeoutExpired as error:
         raise BenchError(f"wrk did not finish: {' '.join(command)}") from error
     lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
@@ -127,4 +131,19 @@ def run(wrk, script, url, seconds):
         p50_ms=data["p50_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,
         errors=errors,
+        busy_cores=(busy_after[0] - busy_before[0]) / (busy_after[1] - busy_before[1] or 1),
     )
+
+
+def busy_seconds():
+    """(CPU seconds the machine's cores have spent busy since boot, by anyone; seconds since
+    boot), from /proc: their difference over a run is how many cores it kept busy on average.
+    (0, 1) where /proc/stat is missing."""
+    try:
+        with open("/proc/stat") as stat, open("/proc/uptime") as uptime:
+            jiffies = [int(value) for value in stat.readline().split()[1:]]
+            since_boot = float(uptime.read().split()[0])
+    except OSError:
+        return 0.0, 1.0
+    idle = jiffies[3] + jiffies[4]  # idle and iowait
+    return (sum(jiffies[:8]) - idle) / os.sysconf("SC_CLK_TCK"), since_boot

@@ -46,10 +46,10 @@ from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
 from myservice.data.errors import OperatorError
+from myservice.edge.jsonbody import too_large
 from myservice.edge.problems import PROBLEM_JSON, problem_document
 from myservice.edge.requestid import echoed_or_new
 from myservice.edge.slowclients import SlowClients
-from myservice.edge.validation import too_large
 
 log = logging.getLogger(__name__)
 

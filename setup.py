@@ -64,7 +64,7 @@ setup(
     },
     entry_points={
         "paste.app_factory": ["main = myservice:paste_app"],
-        "paste.server_runner": ["main = myservice.edge.server:serve"],
+        "paste.server_runner": ["main = myservice.edge.runner:serve"],
         "console_scripts": [
             "myservice-import = myservice.cli.importer:main",
             "myservice-purge = myservice.cli.purge:main",

@@ -16,9 +16,9 @@ X-Request-ID) when it builds the document.
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
+from myservice.edge.jsonbody import JSON
 from myservice.edge.problems import PROBLEM_JSON
 from myservice.edge.requestid import VALID_REQUEST_ID
-from myservice.edge.validation import JSON
 
 REF = "#/components/schemas/{model}"
 JSON_MEDIA = "application/json"

@@ -31,7 +31,8 @@ from myservice.api.apidoc import Header
 from myservice.data.errors import BadSettings
 from myservice.data.models.idempotency import claim_key, purge_expired, store_response
 from myservice.data.models.meta import utcnow
-from myservice.edge.validation import exact_integer, json_body
+from myservice.edge.jsonbody import json_body
+from myservice.edge.validation import exact_integer
 
 HEADER = "Idempotency-Key"
 #: HTTP strips the spaces around a header's value, so a key cannot begin or end with one.

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from myservice.api.changes import record_change
 from myservice.api.schemas import GroupOut
 from myservice.data.models import MAX_ID, insert_new, select_by_id
-from myservice.edge.validation import JSON_OR_MERGE_PATCH, validate_body
+from myservice.edge.jsonbody import JSON_OR_MERGE_PATCH, validate_body
 
 
 def url_id(request, model, key="id"):

@@ -289,7 +289,7 @@ def includeme(config):
     settings["tm.commit_veto"] = "pyramid_tm.default_commit_veto"  # a 4xx/5xx response aborts
     settings["tm.annotate_user"] = False  # it would call the security policy inside the tween
     settings["retry.attempts"] = int(settings.get("retry.attempts", 3))
-    settings.setdefault("retry.activate_hook", "myservice.edge.validation.retry_attempts")
+    settings.setdefault("retry.activate_hook", "myservice.edge.jsonbody.retry_attempts")
     config.include("pyramid_tm")
     config.include("pyramid_retry")
 

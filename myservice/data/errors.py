@@ -5,7 +5,7 @@ setting or surroundings (no database named, a database that cannot be reached, a
 taken, maintenance mode): its message says what is wrong and what to do. The entry points print
 it as one line and exit with its ``exit_status`` (2 unless it says otherwise), never with a
 traceback (``myservice.paste_app``
-for pserve, gunicorn and pshell; ``myservice.edge.server.serve``; the console scripts through
+for pserve, gunicorn and pshell; ``myservice.edge.runner.serve``; the console scripts through
 ``myservice.cli.command``). Anything else that escapes is a bug, and keeps its traceback.
 """
 

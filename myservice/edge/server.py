@@ -1,7 +1,8 @@
-"""The server: waitress and nine small changes, as a ``paste.server_runner`` (egg:myservice).
+"""The server: waitress and nine small changes, started by ``myservice.edge.runner`` (the
+``paste.server_runner``, egg:myservice).
 
 ``[server:main]`` takes waitress's own options (listen, threads, trusted_proxy...). Over stock
-waitress 3.0.2 this runner:
+waitress 3.0.2 this server:
 
 - stops the main loop from spinning while a task thread writes a response (``Channel``);
 - refuses a body over the app's ``myservice.max_body_bytes`` while it arrives, before the app
@@ -21,7 +22,8 @@ waitress 3.0.2 this runner:
   requests it has begun to receive finish within ``graceful_timeout`` seconds (a
   ``[server:main]`` option of its own), answers them with ``Connection: close``, then exits;
 - serves from several processes with ``processes = N`` (or ``auto``: one per core), another
-  option of its own (``serve_processes``): one Python process runs on one core at a time.
+  option of its own (``myservice.edge.processes``): one Python process runs on one core at a
+  time.
 
 It serves any WSGI app: without a Pyramid registry the body limit is waitress's own.
 See docs/waitress-upstream.md for the two waitress behaviours fixed here.
@@ -31,7 +33,6 @@ import errno
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -44,17 +45,13 @@ from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
-from myservice.data.errors import BadSettings, OperatorError
+from myservice.data.errors import OperatorError
+from myservice.edge.jsonbody import too_large
 from myservice.edge.problems import PROBLEM_JSON, problem_document
 from myservice.edge.requestid import echoed_or_new
 from myservice.edge.slowclients import SlowClients
-from myservice.edge.validation import too_large
 
 log = logging.getLogger(__name__)
-
-#: Seconds the requests in flight get to finish after SIGTERM, unless ``graceful_timeout`` says
-#: otherwise (gunicorn's setting of the same name has the same meaning; its default is 30).
-GRACEFUL_TIMEOUT = 20
 
 #: Seconds between two warnings that requests queue for a thread.
 QUEUE_WARNING_SECONDS = 60
@@ -67,9 +64,6 @@ OWN_OPTIONS = (
     "request_body_timeout",
     "request_body_min_rate",
 )
-
-#: Seconds the supervisor of several processes waits before it starts one again that died.
-RESTART_DELAY = 1.0
 
 #: The signals that stop the server gracefully; a second one stops the wait.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -271,24 +265,6 @@ def build_server(app, **settings):
     return server
 
 
-def serve(app, global_conf, graceful_timeout=GRACEFUL_TIMEOUT, processes="1", **settings):
-    """The ``paste.server_runner``: serve ``app`` until SIGTERM or SIGINT, then stop gracefully."""
-    slow_clients = SlowClients.from_options(settings)
-    try:
-        count = process_count(processes)
-    except BadSettings as error:
-        stop_before_serving(str(error))
-    if count > 1:
-        serve_processes(app, count, float(graceful_timeout), settings, slow_clients)
-        return
-    try:
-        server = build_server(app, **settings)
-    except OSError as error:  # the address: taken, forbidden, unknown
-        cannot_listen(settings, error)
-    server.print_listen("Serving on http://{}:{}")
-    run(server, float(graceful_timeout), slow_clients)
-
-
 #: What to do when the listening address cannot be had, by errno.
 LISTEN_ADVICE = {
     errno.EADDRINUSE: "another server (a second pserve or make run?) has it: stop that one, or"
@@ -318,115 +294,6 @@ def stop_before_serving(message):
     print(f"myservice: {message}", file=sys.stderr, flush=True)
     logging.shutdown()
     os._exit(OperatorError.exit_status)
-
-
-def process_count(processes):
-    """``processes`` as a number: ``auto`` is the cores this process may run on."""
-    if str(processes).strip().lower() == "auto":
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    try:
-        count = int(processes)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise BadSettings(
-            f"processes = {processes} in [server:main]: say how many server processes, a whole"
-            " number of at least 1, or auto (one per core)"
-        )
-    return count
-
-
-def serve_processes(app, count, graceful_timeout, settings, slow_clients):
-    """``count`` processes, each serving ``app`` as one process would, on the same sockets.
-
-    The sockets are bound here, before any process is forked, and each child builds its own
-    server over them (its own threads, trigger and main loop: none survives a fork); the
-    kernel hands each new connection to one of them. ``app`` was built before the fork: its
-    pools give each child empty ones (``data.db.empty_pool_after_fork``), and its threads
-    start in each child with its first request. This process only supervises: it starts a
-    child again that died, and at SIGTERM or SIGINT closes its copies of the sockets (so that
-    once every child has closed its own, connections are refused), passes the signal on and
-    waits for the children's graceful stop; at its own deadline it kills what is left.
-    """
-    adj = Adjustments(**settings)
-    try:
-        sockets = [bound_socket(info, adj.backlog) for info in adj.listen]
-    except OSError as error:
-        cannot_listen(settings, error)
-    child_settings = {
-        key: value for key, value in settings.items() if key not in ("listen", "host", "port")
-    }
-    child_settings["sockets"] = sockets
-    for sock in sockets:
-        host, port = sock.getsockname()[:2]
-        print(f"Serving on http://{host}:{port} with {count} processes", flush=True)
-    children = set()
-    with stop_signals(lambda: None) as stop:
-        for _ in range(count):
-            children.add(fork_server(app, child_settings, graceful_timeout, slow_clients))
-        while stop.deadline is None:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-            if pid in children and stop.deadline is None:
-                children.discard(pid)
-                log.warning("server process %d exited; starting another", pid)
-                time.sleep(RESTART_DELAY)
-                children.add(fork_server(app, child_settings, graceful_timeout, slow_clients))
-            elif not pid:
-                time.sleep(0.1)
-        for sock in sockets:
-            sock.close()
-        stop_children(children, stop, graceful_timeout)
-
-
-def bound_socket(info, backlog):
-    family, socktype, proto, address = info
-    sock = socket.socket(family, socktype, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    sock.listen(backlog)
-    return sock
-
-
-def fork_server(app, settings, graceful_timeout, slow_clients):
-    """A child process serving ``app`` over ``settings["sockets"]`` until it is stopped.
-
-    The stop signals are blocked across the fork: a child stopped before it has installed its
-    own handlers (``run``) would otherwise run the supervisor's copy and never stop. They are
-    held until ``stop_signals`` installs the child's handlers, then delivered to them.
-    """
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    pid = os.fork()
-    if pid:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        return pid
-    status = 0
-    try:
-        run(build_server(app, **settings), graceful_timeout, slow_clients)
-    except BaseException:
-        log.exception("server process %d failed", os.getpid())
-        status = 1
-    finally:
-        os._exit(status)
-
-
-def stop_children(children, stop, graceful_timeout):
-    """SIGTERM to each child, then wait for them (a second signal here is passed on too)."""
-    signalled = 0
-    deadline = time.monotonic() + graceful_timeout + 5  # the children's own bound, and a margin
-    while children and time.monotonic() < deadline:
-        if signalled < stop.signals:
-            for pid in children:
-                os.kill(pid, signal.SIGTERM)
-            signalled = stop.signals
-        pid, _ = os.waitpid(-1, os.WNOHANG)
-        if pid:
-            children.discard(pid)
-        else:
-            time.sleep(0.05)
-    for pid in children:
-        log.warning("server process %d still runs at the deadline: killed", pid)
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
 
 
 def run(server, graceful_timeout, slow_clients):

@@ -9,8 +9,9 @@ from myservice.api.changes import record_change
 from myservice.api.idempotency import IDEMPOTENCY_KEY, idempotent
 from myservice.api.schemas import ON_A_USER, UserOut, UsersBulk, UsersCreated
 from myservice.data.models import clashes, insert_users
+from myservice.edge.jsonbody import json_body
 from myservice.edge.problems import ConflictInBody, InvalidBody
-from myservice.edge.validation import json_body, validate
+from myservice.edge.validation import validate
 
 
 @view_config(

@@ -30,7 +30,8 @@ from myservice.api.schemas import (
 )
 from myservice.data.models import Group, delete_group_and_members
 from myservice.data.models.meta import caseless
-from myservice.edge.validation import JSON_OR_MERGE_PATCH, validate_query
+from myservice.edge.jsonbody import JSON_OR_MERGE_PATCH
+from myservice.edge.validation import validate_query
 
 GROUPS = Group.__table__
 

@@ -23,7 +23,8 @@ from myservice.api.schemas import ON_A_USER, UserCreate, UserFilters, UserOut, U
 from myservice.data.models import User
 from myservice.data.models import membership as memberships
 from myservice.data.models.meta import caseless
-from myservice.edge.validation import JSON_OR_MERGE_PATCH, validate_query
+from myservice.edge.jsonbody import JSON_OR_MERGE_PATCH
+from myservice.edge.validation import validate_query
 
 USERS = User.__table__
 

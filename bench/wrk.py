@@ -73,7 +73,6 @@ class Result:
     errors: dict  # socket errors by kind, and "non-2xx/3xx"
     busy_cores: float = 0.0  # the machine's cores kept busy over the run, by anything
 
-
     @property
     def error_count(self):
         return sum(self.errors.values())

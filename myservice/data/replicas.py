@@ -1,0 +1,355 @@
+"""Reads on PostgreSQL streaming replicas: which database serves a reading request.
+
+``myservice.replica_urls`` (or ``DATABASE_REPLICA_URLS``) names the replicas; without any, this
+module builds nothing and no request pays for it. With them:
+
+- Each replica gets its own engine, built by ``db.make_engine`` as the primary's is (its pool
+  sized alike, ``myservice.pgbouncer`` alike, the same bounds from ``data.timeouts``).
+- A GET or HEAD is served by a replica (``read_engine``), every other request by the primary.
+  A read that carries a position (a ``Consistency-Token``, parsed by ``edge.consistency`` into
+  ``environ[POSITION_KEY]``) goes to a replica known to have replayed that far; else it polls
+  the most advanced one for up to ``myservice.replica_wait_ms``; else the primary serves it. A
+  read without one goes to a replica the monitor last saw within ``myservice.max_replica_lag_ms``
+  of the primary, else to the primary.
+- ``Monitor``: one thread per process, started by the first read (so a forked worker starts
+  its own), asks the primary for ``pg_current_wal_lsn()`` and each replica for
+  ``pg_last_wal_replay_lsn()`` every ``MONITOR_SECONDS``, each on a connection of its own with
+  the watchdog's bound (``PROBE_SECONDS``). A replica's lag is the time since the oldest primary
+  sample it has not replayed yet, so an idle primary makes no lag. States: ``up`` (answers,
+  within the bound), ``lagging`` (answers, beyond it), ``down`` (does not answer).
+- A replica that fails a request (it cannot be reached, or a connection breaks mid-read) is
+  marked down at once, and its error is tagged (``is_replica_failure``): the error views have
+  pyramid_retry replay the request, which then goes elsewhere. The monitor brings it back.
+- A position is a WAL position (an LSN as an integer): after a write, the primary's
+  ``pg_current_wal_lsn()`` (commits are synchronous: it is at or past the commit's record);
+  after a read, the serving database's position taken after the read's statements, so it is
+  at or past every commit the read saw.
+"""
+
+import itertools
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import psycopg
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from myservice.data.errors import BadSettings
+from myservice.data.processthread import PerProcessThread
+from myservice.data.timeouts import POSTGRES_CONNECT_ARGS, WATCHDOG, DatabaseTimeout
+
+log = logging.getLogger(__name__)
+
+URLS_SETTING = "myservice.replica_urls"
+URLS_ENVIRONMENT = "DATABASE_REPLICA_URLS"
+WAIT_SETTING = "myservice.replica_wait_ms"
+MAX_LAG_SETTING = "myservice.max_replica_lag_ms"
+DEFAULT_WAIT_MS = 100
+DEFAULT_MAX_LAG_MS = 1000
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+#: environ keys: the position a read must see (an int), and the ``Database`` that served it.
+POSITION_KEY = "myservice.consistency_position"
+SERVED_KEY = "myservice.served_by"
+
+#: Seconds between the monitor's looks; the bound on each of its statements.
+MONITOR_SECONDS = 0.25
+PROBE_SECONDS = 1.0
+#: Seconds between two looks at a replica's replay position while a read waits for it.
+POLL_SECONDS = 0.005
+#: Primary samples kept for the lag (at MONITOR_SECONDS, a minute).
+SAMPLES = 240
+
+UP, LAGGING, DOWN = "up", "lagging", "down"
+
+PRIMARY_POSITION = "SELECT pg_current_wal_lsn()"
+REPLAY_POSITION = "SELECT pg_last_wal_replay_lsn()"
+
+
+def replica_urls(settings):
+    """The replicas' URLs: ``DATABASE_REPLICA_URLS`` from the environment, else the setting
+    (whitespace-separated); postgres means psycopg 3, as for the primary."""
+    raw = os.environ.get(URLS_ENVIRONMENT) or settings.get(URLS_SETTING) or ""
+    urls = []
+    for text in raw.split():
+        try:
+            url = make_url(text)
+        except Exception:  # sqlalchemy.exc.ArgumentError, ValueError: not a URL
+            raise BadSettings(f"{URLS_SETTING}: {text.split('@')[-1]!r} is not a URL") from None
+        if url.drivername in ("postgres", "postgresql"):
+            url = url.set(drivername="postgresql+psycopg")
+        if url.get_backend_name() != "postgresql":
+            raise BadSettings(f"{URLS_SETTING}: replicas are PostgreSQL streaming replicas only")
+        urls.append(url)
+    return urls
+
+
+def milliseconds(settings, name, default):
+    value = settings.get(name, default)
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        raise BadSettings(f"{name} must be a whole number of milliseconds, not {value!r}") from None
+    if value < 0:
+        raise BadSettings(f"{name} must be 0 or more milliseconds, not {value}")
+    return value
+
+
+def lsn_number(text):
+    """``'16/B374D848'`` as an integer; None stays None (not in recovery, or not yet known)."""
+    if text is None:
+        return None
+    high, low = str(text).split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+@dataclass(eq=False)
+class Database:
+    """One database reads can be served by: the primary or a replica, and what is known of it."""
+
+    name: str
+    engine: object
+    is_primary: bool = False
+    state: str = DOWN  # until the monitor has seen it
+    position: int | None = None  # replay position (replica) as last seen
+    lag_seconds: float | None = None
+    reads: int = 0  # reads this process served from it
+
+    def current_position(self, timeout=PROBE_SECONDS):
+        """Its WAL position now, in one round trip: current on the primary, replayed on a
+        replica; None when it cannot say (or answer)."""
+        statement = PRIMARY_POSITION if self.is_primary else REPLAY_POSITION
+        options = {"access": "read", "timeouts": True, "client_timeout": timeout}
+        try:
+            with self.engine.connect().execution_options(**options) as connection:
+                return lsn_number(connection.exec_driver_sql(statement).scalar())
+        except (DBAPIError, DatabaseTimeout) as error:
+            log.warning("%s: no WAL position: %s", self.name, getattr(error, "orig", error))
+            return None
+
+
+@dataclass
+class Fallbacks:
+    """Reads the primary served because no replica could: by why."""
+
+    counts: dict = field(default_factory=lambda: {"lag": 0, "position": 0})
+
+
+class Replicas:
+    """The primary and the replicas of one app, and the choice between them."""
+
+    def __init__(self, primary_engine, replica_engines, wait_ms, max_lag_ms):
+        self.primary = Database("primary", primary_engine, is_primary=True, state=UP)
+        self.replicas = [
+            Database(f"replica-{number}", engine)
+            for number, engine in enumerate(replica_engines, start=1)
+        ]
+        self.wait_seconds = wait_ms / 1000
+        self.max_lag_seconds = max_lag_ms / 1000
+        self.fallbacks = Fallbacks()
+        self.turns = itertools.count()
+        self.monitor = Monitor(self)
+        for replica in self.replicas:
+            mark_down_on_failure(replica)
+
+    @property
+    def databases(self):
+        return [self.primary, *self.replicas]
+
+    def read_engine(self, environ):
+        """The engine to serve a read with: see the module docstring. Notes the choice in
+        ``environ[SERVED_KEY]`` (a replay of the request chooses again)."""
+        database = self.choose(environ.get(POSITION_KEY))
+        database.reads += 1
+        environ[SERVED_KEY] = database
+        return database.engine
+
+    def choose(self, position):
+        self.monitor.ensure_running()
+        if position is None:
+            fresh = [replica for replica in self.replicas if replica.state == UP]
+            return self.take_turns(fresh) or self.fall_back("lag")
+        answering = [replica for replica in self.replicas if replica.state != DOWN]
+        there = [r for r in answering if r.position is not None and r.position >= position]
+        if there:
+            return self.take_turns(there)
+        if answering and self.wait_seconds:
+            ahead = max(answering, key=lambda replica: replica.position or 0)
+            if self.wait_for(ahead, position):
+                return ahead
+        return self.fall_back("position")
+
+    def take_turns(self, candidates):
+        if not candidates:
+            return None
+        return candidates[next(self.turns) % len(candidates)]
+
+    def fall_back(self, reason):
+        self.fallbacks.counts[reason] += 1
+        return self.primary
+
+    def wait_for(self, replica, position):
+        """Whether ``replica`` replays up to ``position`` within ``wait_seconds`` (polled on
+        one pooled connection; no sleep when it is there already)."""
+        deadline = time.monotonic() + self.wait_seconds
+        options = {"access": "read", "timeouts": True, "client_timeout": PROBE_SECONDS}
+        try:
+            with replica.engine.connect().execution_options(**options) as connection:
+                while True:
+                    seen = lsn_number(connection.exec_driver_sql(REPLAY_POSITION).scalar())
+                    if seen is not None and seen >= position:
+                        replica.position = max(seen, replica.position or 0)
+                        return True
+                    if time.monotonic() + POLL_SECONDS > deadline:
+                        return False
+                    time.sleep(POLL_SECONDS)
+        except (DBAPIError, DatabaseTimeout):
+            return False  # marked down already (``mark_down_on_failure``)
+
+    def position_after(self, environ, wrote):
+        """The position to answer a request with: the primary's after a write, the serving
+        database's after a read (None when it cannot say)."""
+        database = self.primary if wrote else environ.get(SERVED_KEY, self.primary)
+        return database.current_position()
+
+    def health(self):
+        """Each replica's name, state and lag (ms), as this process last saw them."""
+        return [
+            {
+                "name": replica.name,
+                "state": replica.state,
+                "lag_ms": None
+                if replica.lag_seconds is None
+                else round(replica.lag_seconds * 1000),
+            }
+            for replica in self.replicas
+        ]
+
+
+def mark_down_on_failure(replica):
+    """A replica that cannot be reached, or whose connection breaks, is down from now on (the
+    monitor decides when it is back), and its error says so (``is_replica_failure``).
+
+    Listens first, before ``data.timeouts``' listener, which may replace the error by a
+    ``DatabaseTimeout`` raised in the listener: that one's ``__context__`` is the tagged error.
+    """
+
+    def on_error(context):
+        broken = context.connection is None or context.is_disconnect
+        if not broken and not isinstance(context.original_exception, psycopg.OperationalError):
+            return
+        if replica.state != DOWN:
+            log.warning("%s is down: %s", replica.name, context.original_exception)
+        replica.state = DOWN
+        for error in (context.original_exception, context.sqlalchemy_exception):
+            if error is not None:
+                error.failed_replica = replica.name
+
+    event.listen(replica.engine, "handle_error", on_error, insert=True)
+
+
+def is_replica_failure(exc):
+    """Whether ``exc`` (or an error it was raised from) is a replica's failure: the request
+    may be replayed on another database."""
+    for _ in range(4):
+        if exc is None:
+            return False
+        if getattr(exc, "failed_replica", None):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class Monitor(PerProcessThread):
+    """The thread that keeps each replica's state and lag (module docstring). One per process
+    (``data.processthread``): started by the first read, and again in a forked child."""
+
+    thread_name = "replica-monitor"
+
+    def __init__(self, replicas):
+        super().__init__(replicas.primary.engine)
+        self.replicas = replicas
+        self.samples = deque(maxlen=SAMPLES)  # (monotonic time, primary position)
+        self.connections = {}  # Database -> its psycopg connection (the monitor's own)
+
+    def starting(self):
+        self.connections = {}  # a forked child's are its parent's
+        self.samples.clear()
+
+    def run(self):
+        while not self.stopped.is_set():
+            try:
+                self.look()
+            except Exception:
+                log.exception("replica monitor: a look failed")
+            self.stopped.wait(MONITOR_SECONDS)
+        for connection in self.connections.values():
+            connection.close()
+
+    def look(self):
+        """One look at every database: the primary's position, each replica's state and lag."""
+        primary = self.probe(self.replicas.primary, PRIMARY_POSITION)
+        if primary is not None:
+            self.samples.append((time.monotonic(), primary))
+        for replica in self.replicas.replicas:
+            position = self.probe(replica, REPLAY_POSITION)
+            if position is None:
+                if replica.state != DOWN:
+                    log.warning("%s does not answer: reads go elsewhere", replica.name)
+                replica.state = DOWN
+                continue
+            replica.position = position
+            replica.lag_seconds = self.lag(position)
+            state = UP if replica.lag_seconds <= self.replicas.max_lag_seconds else LAGGING
+            if state != replica.state:
+                log.info("%s is %s (lag %.3f s)", replica.name, state, replica.lag_seconds)
+            replica.state = state
+
+    def lag(self, position):
+        """Seconds since the oldest primary sample beyond ``position`` (0: none is)."""
+        for sampled_at, primary in self.samples:
+            if primary > position:
+                return time.monotonic() - sampled_at
+        return 0.0
+
+    def probe(self, database, statement):
+        """``statement``'s position on the monitor's own connection to ``database``, within
+        ``PROBE_SECONDS`` (the watchdog cuts a statement left unanswered); None if it fails."""
+        connection = self.connections.get(database)
+        try:
+            if connection is None or connection.closed:
+                connection = self.connections[database] = self.connect(database.engine)
+            WATCHDOG.arm(connection, PROBE_SECONDS)
+            try:
+                return lsn_number(connection.execute(statement).fetchone()[0])
+            finally:
+                WATCHDOG.disarm(connection)
+        except psycopg.Error as error:
+            log.debug("replica monitor: %s: %s", database.name, str(error).strip())
+            if connection is not None:
+                connection.close()
+            self.connections.pop(database, None)
+            return None
+
+    def connect(self, engine):
+        _, params = engine.dialect.create_connect_args(engine.url)
+        params = {**POSTGRES_CONNECT_ARGS, **params, "application_name": "myservice-monitor"}
+        return psycopg.connect(**params, autocommit=True, prepare_threshold=None)
+
+
+def replicas_from_settings(settings, primary_engine, make_engine):
+    """The app's ``Replicas``, or None when none is configured (nothing else is built)."""
+    urls = replica_urls(settings)
+    if not urls:
+        return None
+    if primary_engine.dialect.name != "postgresql":
+        raise BadSettings(f"{URLS_SETTING}: replicas need a PostgreSQL primary, not SQLite")
+    wait_ms = milliseconds(settings, WAIT_SETTING, DEFAULT_WAIT_MS)
+    max_lag_ms = milliseconds(settings, MAX_LAG_SETTING, DEFAULT_MAX_LAG_MS)
+    engines = [make_engine(settings, url) for url in urls]
+    return Replicas(primary_engine, engines, wait_ms, max_lag_ms)

@@ -46,6 +46,7 @@ def includeme(config):
     config.include(".edge.problems")  # RFC 9457 error documents for every failure
     config.include(".edge.security")  # bearer tokens; views need the "read" or "write" scope
     config.include(".edge.headers")  # nosniff, no-store, and CORS for myservice.cors_origins
+    config.include(".edge.consistency")  # Consistency-Token, with read replicas only
     config.include(".edge.validation")  # the JSON body guard: size, media type, strict JSON
     config.include(".edge.rendering")  # JSON responses from pydantic models
     config.include(".api.pagination")  # signed keyset cursors

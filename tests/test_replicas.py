@@ -11,8 +11,10 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytest
+from sqlalchemy.engine import make_url
 
 import myservice
 from myservice.data.errors import BadSettings
@@ -22,6 +24,7 @@ from tests.support.app import with_token
 from tests.support.database import migrate, new_token
 from tests.support.pgbouncer import running_pgbouncer
 from tests.support.replicas import PostgresBinariesMissing, running_pair
+from tests.support.tcpproxy import TcpProxy
 
 #: Seconds any wait of these tests may last (each a bounded loop).
 DEADLINE = 20
@@ -52,34 +55,49 @@ def secret(pair):
     return new_token(pair.primary.url(), "replicas", ["read", "write", "metrics"])
 
 
+@dataclass
+class Route:
+    """How the service reaches the pair: its URLs and settings, and the proxy in front of the
+    standby (``tests.support.tcpproxy``), which a test may stall."""
+
+    primary_url: str
+    replica_url: str
+    settings: dict
+    proxy: TcpProxy
+
+
 @pytest.fixture(scope="module", params=["direct", "pgbouncer"])
-def urls(request, pair, tmp_path_factory):
-    """(primary URL, replica URL, settings) for the service: direct, or through PgBouncer."""
-    if request.param == "direct":
-        yield pair.primary.url(), pair.standby.url(), {}
-        return
-    primary_dir = tmp_path_factory.mktemp("bouncer-primary")
-    standby_dir = tmp_path_factory.mktemp("bouncer-standby")
-    with (
-        running_pgbouncer(primary_dir, pair.primary.url(), pool_size=4) as to_primary,
-        running_pgbouncer(standby_dir, pair.standby.url(), pool_size=4) as to_standby,
-    ):
-        yield to_primary.url, to_standby.url, {"myservice.pgbouncer": "true"}
+def route(request, pair, tmp_path_factory):
+    """The service's way to the pair: directly, or through a PgBouncer in front of each server;
+    the standby always behind a ``TcpProxy``."""
+    with TcpProxy(("127.0.0.1", pair.standby.port)) as proxy:
+        proxied = make_url(pair.standby.url()).set(port=proxy.port)
+        standby_url = proxied.render_as_string(hide_password=False)
+        if request.param == "direct":
+            yield Route(pair.primary.url(), standby_url, {}, proxy)
+            return
+        primary_dir = tmp_path_factory.mktemp("bouncer-primary")
+        standby_dir = tmp_path_factory.mktemp("bouncer-standby")
+        with (
+            running_pgbouncer(primary_dir, pair.primary.url(), pool_size=4) as to_primary,
+            running_pgbouncer(standby_dir, standby_url, pool_size=4) as to_standby,
+        ):
+            settings = {"myservice.pgbouncer": "true"}
+            yield Route(to_primary.url, to_standby.url, settings, proxy)
 
 
 @contextmanager
-def replicated(app_settings, urls, secret, **settings):
+def replicated(app_settings, route, secret, **settings):
     """The service on the pair, reads on the standby, its engines disposed (and so its
     monitor stopped) afterwards; once the monitor has seen the standby up."""
-    primary_url, replica_url, path_settings = urls
     app = myservice.main(
         {},
         **{
             **app_settings,
-            "sqlalchemy.url": primary_url,
-            "myservice.replica_urls": replica_url,
+            "sqlalchemy.url": route.primary_url,
+            "myservice.replica_urls": route.replica_url,
             "myservice.metrics_access": "token",
-            **path_settings,
+            **route.settings,
             **settings,
         },
     )
@@ -122,9 +140,9 @@ def paused(pair):
 
 
 def test_a_token_read_is_fresh_while_replay_is_paused_and_from_the_replica_once_resumed(
-    app_settings, urls, secret, pair
+    app_settings, route, secret, pair
 ):
-    with replicated(app_settings, urls, secret, **{"myservice.max_replica_lag_ms": "600000"}) as (
+    with replicated(app_settings, route, secret, **{"myservice.max_replica_lag_ms": "600000"}) as (
         client,
         replicas,
     ):
@@ -151,9 +169,9 @@ def test_a_token_read_is_fresh_while_replay_is_paused_and_from_the_replica_once_
 
 
 def test_an_untokened_read_goes_to_the_primary_once_the_replica_lags_beyond_the_bound(
-    app_settings, urls, secret, paused
+    app_settings, route, secret, paused
 ):
-    with replicated(app_settings, urls, secret, **{"myservice.max_replica_lag_ms": "300"}) as (
+    with replicated(app_settings, route, secret, **{"myservice.max_replica_lag_ms": "300"}) as (
         client,
         replicas,
     ):
@@ -171,9 +189,9 @@ def test_an_untokened_read_goes_to_the_primary_once_the_replica_lags_beyond_the_
 
 
 def test_the_write_read_contract_holds_with_the_token_while_replay_is_paused(
-    app_settings, urls, secret, paused
+    app_settings, route, secret, paused
 ):
-    with replicated(app_settings, urls, secret, **{"myservice.max_replica_lag_ms": "600000"}) as (
+    with replicated(app_settings, route, secret, **{"myservice.max_replica_lag_ms": "600000"}) as (
         client,
         _,
     ):
@@ -207,9 +225,9 @@ def test_the_write_read_contract_holds_with_the_token_while_replay_is_paused(
 
 
 def test_a_stopped_standby_costs_no_request_a_5xx_and_is_used_again_once_restarted(
-    app_settings, urls, secret, pair
+    app_settings, route, secret, pair
 ):
-    with replicated(app_settings, urls, secret) as (client, replicas):
+    with replicated(app_settings, route, secret) as (client, replicas):
         created = new_user(client)
         location = created.headers["Location"]
         pair.caught_up()
@@ -229,12 +247,37 @@ def test_a_stopped_standby_costs_no_request_a_5xx_and_is_used_again_once_restart
         assert reads(replicas)["replica-1"] > before["replica-1"]
 
 
+def test_a_replica_that_stops_answering_mid_read_is_left_and_the_read_served_by_the_primary(
+    app_settings, route, secret, pair
+):
+    """The standby freezes (its proxy stalls) while it is up: the read sent to it is cut by the
+    watchdog, the replica marked down, and the read replayed on the primary: a 200, no 5xx."""
+    with replicated(app_settings, route, secret) as (client, replicas):
+        created = new_user(client)
+        location = created.headers["Location"]
+        pair.caught_up()
+        client.get(location)  # a pooled connection to the standby
+        before = reads(replicas)
+        route.proxy.stall()
+        try:
+            assert client.get(location).json["id"] == created.json["id"]
+            after = reads(replicas)
+            assert after["replica-1"] == before["replica-1"] + 1  # the first attempt
+            assert after["primary"] == before["primary"] + 1  # the replay
+            assert replica_state(client) == "down"
+            metrics = client.get("/metrics").text
+            assert 'myservice_request_retries_total{route="user"}' in metrics
+        finally:
+            route.proxy.restore()
+        eventually(lambda: replica_state(client) == "up", "the standby to be up again")
+
+
 def test_the_feed_read_from_the_standby_is_always_a_prefix_of_commits(
-    app_settings, urls, secret, pair
+    app_settings, route, secret, pair
 ):
     """Writers commit concurrently while a reader polls /changes on the standby: every page it
     reads is a dense run of seqs from where it started, never a gap or a reordering."""
-    with replicated(app_settings, urls, secret, **{"myservice.max_replica_lag_ms": "600000"}) as (
+    with replicated(app_settings, route, secret, **{"myservice.max_replica_lag_ms": "600000"}) as (
         client,
         replicas,
     ):
@@ -272,8 +315,8 @@ def test_the_feed_read_from_the_standby_is_always_a_prefix_of_commits(
         assert seen == sorted(seen)  # each poll saw at least what the one before it saw
 
 
-def test_a_garbled_token_is_a_400_problem_naming_the_header(app_settings, urls, secret):
-    with replicated(app_settings, urls, secret) as (client, _):
+def test_a_garbled_token_is_a_400_problem_naming_the_header(app_settings, route, secret):
+    with replicated(app_settings, route, secret) as (client, _):
         for garbled in ("nonsense", "1.xyz", "1." + "0" * 17, token(1) + "0"):
             answer = client.get("/users", headers={HEADER: garbled}, status=400)
             assert answer.content_type == "application/problem+json"

@@ -127,7 +127,8 @@ def build_operation(facts, view_name, path_parameters, security, schemas, settin
     problems = set(facts.problems) | {400}  # a parameter it does not define, at least
     if facts.query is not None:
         parameters += query_parameters(facts.query)
-    for header in facts.headers:
+    headers = (*facts.headers, apidoc.CONSISTENCY_TOKEN) if facts.database else facts.headers
+    for header in headers:
         parameters.append(header.parameter())
         problems.update(header.problems)
         replies.update(header.replies)
@@ -140,7 +141,7 @@ def build_operation(facts, view_name, path_parameters, security, schemas, settin
         problems.add(503)
     if security:
         problems.update((401, 403))
-    sometimes = tuple(name for header in facts.headers for name in header.success_headers)
+    sometimes = tuple(name for header in headers for name in header.success_headers)
     responses = {}
     for status, reply in sorted(replies.items()):
         responses[str(status)] = reply.render(schemas, sometimes if status < 300 else ())

@@ -240,8 +240,7 @@ def mark_down_on_failure(replica):
     """
 
     def on_error(context):
-        broken = context.connection is None or context.is_disconnect
-        if not broken and not isinstance(context.original_exception, psycopg.OperationalError):
+        if not (context.connection is None or context.is_disconnect or lost(context)):
             return
         if replica.state != DOWN:
             log.warning("%s is down: %s", replica.name, context.original_exception)
@@ -251,6 +250,17 @@ def mark_down_on_failure(replica):
                 error.failed_replica = replica.name
 
     event.listen(replica.engine, "handle_error", on_error, insert=True)
+
+
+def lost(context):
+    """A connection-level failure: psycopg's own (no SQLSTATE: the socket broke, it was cut),
+    or the server's (class 08, connection exception; 57P, shutdown or not yet accepting). Not
+    a statement's error (a cancelled query, 57014, is no reason to leave a replica)."""
+    error = context.original_exception
+    sqlstate = getattr(error, "sqlstate", None)
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))
 
 
 def is_replica_failure(exc):

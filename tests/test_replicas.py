@@ -21,9 +21,11 @@ from myservice.data.errors import BadSettings
 from myservice.data.replicas import lsn_number
 from myservice.edge.consistency import HEADER, position_of, token
 from tests.support.app import with_token
+from tests.support.client import call
 from tests.support.database import migrate, new_token
 from tests.support.pgbouncer import running_pgbouncer
 from tests.support.replicas import PostgresBinariesMissing, running_pair
+from tests.support.servers import running_production_server
 from tests.support.tcpproxy import TcpProxy
 
 #: Seconds any wait of these tests may last (each a bounded loop).
@@ -313,6 +315,37 @@ def test_the_feed_read_from_the_standby_is_always_a_prefix_of_commits(
         assert [item["seq"] for item in final] == list(range(start + 1, start + 61))
         assert reads(replicas)["replica-1"] - before["replica-1"] >= len(seen)
         assert seen == sorted(seen)  # each poll saw at least what the one before it saw
+
+
+def test_every_process_of_a_forked_server_watches_the_standby_and_reads_from_it(
+    route, secret, paused, tmp_path, monkeypatch
+):
+    """``pserve production.ini`` with two processes, replicas named by DATABASE_REPLICA_URLS:
+    each process's monitor runs after the fork (every /health/ready says up), and every
+    process sends an untokened read to the standby (404: replay is paused) and a tokened one
+    to a database that has the write (200), on the real server's sockets."""
+    monkeypatch.setenv("DATABASE_REPLICA_URLS", route.replica_url)
+    overrides = {
+        "processes": "2",
+        "myservice.max_replica_lag_ms": "600000",
+        **{name: value for name, value in route.settings.items()},
+    }
+    with running_production_server(tmp_path, route.primary_url, overrides, secret) as server:
+
+        def all_up():
+            answers = [call(server, "GET", "/health/ready").json() for _ in range(10)]
+            return all(answer["replicas"][0]["state"] == "up" for answer in answers)
+
+        eventually(all_up, "every process to see the standby up")
+        name = f"f{uuid.uuid4().hex[:12]}"
+        created = call(server, "POST", "/users", {"username": name, "email": f"{name}@example.com"})
+        assert created.status == 201
+        location, written = created.headers["Location"], created.headers[HEADER]
+        for _ in range(10):
+            assert call(server, "GET", location).status == 404
+            fresh = call(server, "GET", location, headers={HEADER: written})
+            assert fresh.status == 200
+            assert position_of(fresh.headers[HEADER]) >= position_of(written)
 
 
 def test_a_garbled_token_is_a_400_problem_naming_the_header(app_settings, route, secret):

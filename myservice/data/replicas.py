@@ -218,7 +218,9 @@ class Replicas:
         return database.current_position()
 
     def health(self):
-        """Each replica's name, state and lag (ms), as this process last saw them."""
+        """Each replica's name, state and lag (ms), as this process last saw them (a process
+        that has served no read yet starts its monitor here)."""
+        self.monitor.ensure_running()
         return [
             {
                 "name": replica.name,

@@ -153,8 +153,11 @@ def test_a_token_read_is_fresh_while_replay_is_paused_and_from_the_replica_once_
             created = new_user(client)
             written = created.headers[HEADER]
             location = created.headers["Location"]
-            # Without the token the standby serves it: it has not replayed the create.
+            # Without the token the standby serves it: it has not replayed the create, and
+            # a read there answers the position it saw, which is before the create's.
             client.get(location, status=404)
+            seen = client.get("/users?limit=1").headers[HEADER]
+            assert position_of(seen) < position_of(written)
             before = reads(replicas)
             fresh = client.get(location, headers={HEADER: written})
             assert fresh.json["id"] == created.json["id"]

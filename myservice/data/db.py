@@ -252,7 +252,9 @@ def dbsession(request):
     access = "write" if request.method in WRITE_METHODS else "read"
     replicas = request.registry.get("replicas")
     if replicas is not None and access == "read":  # a replica, or the primary: the choice
-        return joined_session(request, access, True, replicas.read_engine(request.environ))
+        session = joined_session(request, access, True, replicas.read_engine(request.environ))
+        replicas.see_position_at_end(request.tm.get(), session, request.environ)
+        return session
     return joined_session(request, access, timeouts=True)
 
 

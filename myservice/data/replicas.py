@@ -56,6 +56,8 @@ READ_METHODS = frozenset({"GET", "HEAD"})
 #: environ keys: the position a read must see (an int), and the ``Database`` that served it.
 POSITION_KEY = "myservice.consistency_position"
 SERVED_KEY = "myservice.served_by"
+#: environ key: the position a read saw, taken at its end (``see_position_at_end``).
+SEEN_KEY = "myservice.position_seen"
 
 #: Seconds between the monitor's looks; the bound on each of its statements.
 MONITOR_SECONDS = 0.25
@@ -120,14 +122,19 @@ class Database:
     lag_seconds: float | None = None
     reads: int = 0  # reads this process served from it
 
-    def current_position(self, timeout=PROBE_SECONDS):
-        """Its WAL position now, in one round trip: current on the primary, replayed on a
-        replica; None when it cannot say (or answer)."""
-        statement = PRIMARY_POSITION if self.is_primary else REPLAY_POSITION
-        options = {"access": "read", "timeouts": True, "client_timeout": timeout}
+    @property
+    def position_statement(self):
+        return PRIMARY_POSITION if self.is_primary else REPLAY_POSITION
+
+    def current_position(self, connection=None):
+        """Its WAL position now, in one round trip (on ``connection``, else a pooled one):
+        current on the primary, replayed on a replica; None when it cannot say (or answer)."""
+        options = {"access": "read", "timeouts": True, "client_timeout": PROBE_SECONDS}
         try:
+            if connection is not None:
+                return lsn_number(connection.exec_driver_sql(self.position_statement).scalar())
             with self.engine.connect().execution_options(**options) as connection:
-                return lsn_number(connection.exec_driver_sql(statement).scalar())
+                return lsn_number(connection.exec_driver_sql(self.position_statement).scalar())
         except (DBAPIError, DatabaseTimeout) as error:
             log.warning("%s: no WAL position: %s", self.name, getattr(error, "orig", error))
             return None
@@ -211,11 +218,22 @@ class Replicas:
         except (DBAPIError, DatabaseTimeout):
             return False  # marked down already (``mark_down_on_failure``)
 
+    def see_position_at_end(self, transaction, session, environ):
+        """Have a read note the position it saw (``environ[SEEN_KEY]``) on its own connection,
+        after its statements, as pyramid_tm commits it: one round trip, no second checkout. A
+        read that fails or answers 4xx is aborted (the commit veto), and notes none."""
+        database = environ[SERVED_KEY]
+        environ.pop(SEEN_KEY, None)  # an earlier attempt's
+
+        def see():
+            environ[SEEN_KEY] = database.current_position(session.connection())
+
+        transaction.addBeforeCommitHook(see)
+
     def position_after(self, environ, wrote):
-        """The position to answer a request with: the primary's after a write, the serving
-        database's after a read (None when it cannot say)."""
-        database = self.primary if wrote else environ.get(SERVED_KEY, self.primary)
-        return database.current_position()
+        """The position to answer a request with: the primary's after a write (asked now, after
+        its COMMIT), what a read saw (``see_position_at_end``); None when unknown."""
+        return self.primary.current_position() if wrote else environ.get(SEEN_KEY)
 
     def health(self):
         """Each replica's name, state and lag (ms), as this process last saw them (a process

@@ -3,17 +3,18 @@
 Only with replicas (``myservice.data.replicas``); without them this tween is not installed:
 no header is sent, and one received is ignored.
 
-- Every response to a request that used the database (below 500) carries the position it
-  reached: after a write, the primary's WAL position once the commit is done; after a read,
-  the serving database's position, taken after the read's statements. So a token is at or
-  past every commit its request wrote or saw.
+- Every successful response (2xx, 3xx) to a request that used the database carries the
+  position it reached: after a write, the primary's WAL position once the commit is done;
+  after a read, the serving database's position, taken on the read's own connection after its
+  statements (``Replicas.see_position_at_end``). So a token is at or past every commit its
+  request wrote or saw.
 - A request that sends one must be served by a database that has replayed that far
   (``replicas.Replicas.choose``). A token that is not one of ours is 400, naming the header.
 
 The token is ``1.`` and the position as 16 hex digits; clients treat it as opaque. The tween
-sits above pyramid_tm, so a write's position is taken after its COMMIT, and is one round trip
-on the primary (a read's, on the database that served it). If that round trip fails, the
-response goes out without a token: the client keeps the one it has.
+sits above pyramid_tm, so a write's position is taken after its COMMIT: one round trip on the
+primary (a read's is one on its own connection). If that round trip fails, the response goes
+out without a token: the client keeps the one it has.
 """
 
 import re
@@ -56,7 +57,7 @@ def consistency_tween_factory(handler, registry):
                 return garbled()
             request.environ[POSITION_KEY] = position
         response = handler(request)
-        if response.status_code < 500 and "dbsession" in request.__dict__:
+        if response.status_code < 400 and "dbsession" in request.__dict__:
             wrote = request.method in WRITE_METHODS
             position = replicas.position_after(request.environ, wrote)
             if position is not None:

@@ -8,8 +8,8 @@ The package has four floors, and every import runs down them:
 - ``myservice.edge``: what every request passes through around its view: the server, request ids,
   the access line, headers, problem documents, body validation, rendering, the security policy
   and maintenance mode.
-- ``myservice.data``: the engine, the sessions (one per request, or one for a script), the bounds
-  on every wait for the database, and the models.
+- ``myservice.data``: the engine, the sessions (one per request, or one for a script), reads on
+  replicas, the bounds on every wait for the database, and the models.
 """
 
 import sys

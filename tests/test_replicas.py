@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 import myservice
 from myservice.data.errors import BadSettings
-from myservice.data.replicas import lsn_number
+from myservice.data.replicamonitor import lsn_number
 from myservice.edge.consistency import HEADER, position_of, token
 from tests.support.app import with_token
 from tests.support.client import call

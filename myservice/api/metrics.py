@@ -55,7 +55,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from myservice.api.apidoc import Reply, operation
 from myservice.data.db import is_conflict
 from myservice.data.errors import BadSettings
-from myservice.data.replicas import DOWN, LAGGING, UP
+from myservice.data.replicamonitor import DOWN, LAGGING, UP
 from myservice.edge.problems import is_database_unavailable
 
 ACCESS_SETTING = "myservice.metrics_access"

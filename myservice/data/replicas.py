@@ -11,12 +11,8 @@ module builds nothing and no request pays for it. With them:
   the most advanced one for up to ``myservice.replica_wait_ms``; else the primary serves it. A
   read without one goes to a replica the monitor last saw within ``myservice.max_replica_lag_ms``
   of the primary, else to the primary.
-- ``Monitor``: one thread per process, started by the first read (so a forked worker starts
-  its own), asks the primary for ``pg_current_wal_lsn()`` and each replica for
-  ``pg_last_wal_replay_lsn()`` every ``MONITOR_SECONDS``, each on a connection of its own with
-  the watchdog's bound (``PROBE_SECONDS``). A replica's lag is the time since the oldest primary
-  sample it has not replayed yet, so an idle primary makes no lag. States: ``up`` (answers,
-  within the bound), ``lagging`` (answers, beyond it), ``down`` (does not answer).
+- Each replica's state (``up``, ``lagging``, ``down``), lag and replay position are kept by a
+  thread per process (``data.replicamonitor``).
 - A replica that fails a request (it cannot be reached, or a connection breaks mid-read) is
   marked down at once, and its error is tagged (``is_replica_failure``): the error views have
   pyramid_retry replay the request, which then goes elsewhere. The monitor brings it back.
@@ -30,7 +26,6 @@ import itertools
 import logging
 import os
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 import psycopg
@@ -39,8 +34,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from myservice.data.errors import BadSettings
-from myservice.data.processthread import PerProcessThread
-from myservice.data.timeouts import POSTGRES_CONNECT_ARGS, WATCHDOG, DatabaseTimeout
+from myservice.data.replicamonitor import (
+    DOWN,
+    PRIMARY_POSITION,
+    PROBE_SECONDS,
+    REPLAY_POSITION,
+    UP,
+    Monitor,
+    lsn_number,
+)
+from myservice.data.timeouts import DatabaseTimeout
 
 log = logging.getLogger(__name__)
 
@@ -51,26 +54,14 @@ MAX_LAG_SETTING = "myservice.max_replica_lag_ms"
 DEFAULT_WAIT_MS = 100
 DEFAULT_MAX_LAG_MS = 1000
 
-READ_METHODS = frozenset({"GET", "HEAD"})
-
 #: environ keys: the position a read must see (an int), and the ``Database`` that served it.
 POSITION_KEY = "myservice.consistency_position"
 SERVED_KEY = "myservice.served_by"
 #: environ key: the position a read saw, taken at its end (``see_position_at_end``).
 SEEN_KEY = "myservice.position_seen"
 
-#: Seconds between the monitor's looks; the bound on each of its statements.
-MONITOR_SECONDS = 0.25
-PROBE_SECONDS = 1.0
 #: Seconds between two looks at a replica's replay position while a read waits for it.
 POLL_SECONDS = 0.005
-#: Primary samples kept for the lag (at MONITOR_SECONDS, a minute).
-SAMPLES = 240
-
-UP, LAGGING, DOWN = "up", "lagging", "down"
-
-PRIMARY_POSITION = "SELECT pg_current_wal_lsn()"
-REPLAY_POSITION = "SELECT pg_last_wal_replay_lsn()"
 
 
 def replica_urls(settings):
@@ -100,14 +91,6 @@ def milliseconds(settings, name, default):
     if value < 0:
         raise BadSettings(f"{name} must be 0 or more milliseconds, not {value}")
     return value
-
-
-def lsn_number(text):
-    """``'16/B374D848'`` as an integer; None stays None (not in recovery, or not yet known)."""
-    if text is None:
-        return None
-    high, low = str(text).split("/")
-    return (int(high, 16) << 32) | int(low, 16)
 
 
 @dataclass(eq=False)
@@ -293,83 +276,6 @@ def is_replica_failure(exc):
             return True
         exc = exc.__cause__ or exc.__context__
     return False
-
-
-class Monitor(PerProcessThread):
-    """The thread that keeps each replica's state and lag (module docstring). One per process
-    (``data.processthread``): started by the first read, and again in a forked child."""
-
-    thread_name = "replica-monitor"
-
-    def __init__(self, replicas):
-        super().__init__(replicas.primary.engine)
-        self.replicas = replicas
-        self.samples = deque(maxlen=SAMPLES)  # (monotonic time, primary position)
-        self.connections = {}  # Database -> its psycopg connection (the monitor's own)
-
-    def starting(self):
-        self.connections = {}  # a forked child's are its parent's
-        self.samples.clear()
-
-    def run(self):
-        while not self.stopped.is_set():
-            try:
-                self.look()
-            except Exception:
-                log.exception("replica monitor: a look failed")
-            self.stopped.wait(MONITOR_SECONDS)
-        for connection in self.connections.values():
-            connection.close()
-
-    def look(self):
-        """One look at every database: the primary's position, each replica's state and lag."""
-        primary = self.probe(self.replicas.primary, PRIMARY_POSITION)
-        if primary is not None:
-            self.samples.append((time.monotonic(), primary))
-        for replica in self.replicas.replicas:
-            position = self.probe(replica, REPLAY_POSITION)
-            if position is None:
-                if replica.state != DOWN:
-                    log.warning("%s does not answer: reads go elsewhere", replica.name)
-                replica.state = DOWN
-                continue
-            replica.position = position
-            replica.lag_seconds = self.lag(position)
-            state = UP if replica.lag_seconds <= self.replicas.max_lag_seconds else LAGGING
-            if state != replica.state:
-                log.info("%s is %s (lag %.3f s)", replica.name, state, replica.lag_seconds)
-            replica.state = state
-
-    def lag(self, position):
-        """Seconds since the oldest primary sample beyond ``position`` (0: none is)."""
-        for sampled_at, primary in self.samples:
-            if primary > position:
-                return time.monotonic() - sampled_at
-        return 0.0
-
-    def probe(self, database, statement):
-        """``statement``'s position on the monitor's own connection to ``database``, within
-        ``PROBE_SECONDS`` (the watchdog cuts a statement left unanswered); None if it fails."""
-        connection = self.connections.get(database)
-        try:
-            if connection is None or connection.closed:
-                connection = self.connections[database] = self.connect(database.engine)
-            WATCHDOG.arm(connection, PROBE_SECONDS)
-            try:
-                return lsn_number(connection.execute(statement).fetchone()[0])
-            finally:
-                WATCHDOG.disarm(connection)
-        except psycopg.Error as error:
-            log.debug("replica monitor: %s: %s", database.name, str(error).strip())
-            if connection is not None:
-                connection.close()
-            self.connections.pop(database, None)
-            return None
-
-    def connect(self, engine):
-        _, params = engine.dialect.create_connect_args(engine.url)
-        params = {**POSTGRES_CONNECT_ARGS, **params, "application_name": "myservice-monitor"}
-        return psycopg.connect(**params, autocommit=True, prepare_threshold=None)
 
 
 def replicas_from_settings(settings, primary_engine, make_engine):

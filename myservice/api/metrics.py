@@ -215,7 +215,7 @@ class ReplicaCollector:
             "Reads the primary served because no replica could, by reason",
             labels=["reason"],
         )
-        for reason, count in self.replicas.fallbacks.counts.items():
+        for reason, count in self.replicas.fallbacks.items():
             fallbacks.add_metric([reason], count)
         yield from (states, lags, reads, fallbacks)
 

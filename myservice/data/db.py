@@ -27,7 +27,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from zope.sqlalchemy.datamanager import ZopeTransactionEvents
 
 from myservice.data.errors import BadSettings
-from myservice.data.replicas import replicas_from_settings
+from myservice.data.replicas import READ_METHODS, replicas_from_settings
 from myservice.data.timeouts import POSTGRES_CONNECT_ARGS, set_local
 
 #: Methods that may write: they run in a transaction (on SQLite, one that holds the write lock).
@@ -251,7 +251,7 @@ def dbsession(request):
     """
     access = "write" if request.method in WRITE_METHODS else "read"
     replicas = request.registry.get("replicas")
-    if replicas is not None and access == "read":  # a replica, or the primary: the choice
+    if replicas is not None and request.method in READ_METHODS:  # a replica, or the primary
         session = joined_session(request, access, True, replicas.read_engine(request.environ))
         replicas.see_position_at_end(request.tm.get(), session, request.environ)
         return session

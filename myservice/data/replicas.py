@@ -26,7 +26,7 @@ import itertools
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psycopg
 from sqlalchemy import event
@@ -53,6 +53,9 @@ WAIT_SETTING = "myservice.replica_wait_ms"
 MAX_LAG_SETTING = "myservice.max_replica_lag_ms"
 DEFAULT_WAIT_MS = 100
 DEFAULT_MAX_LAG_MS = 1000
+
+#: The methods a replica may serve (``db.dbsession`` sends every other one to the primary).
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 #: environ keys: the position a read must see (an int), and the ``Database`` that served it.
 POSITION_KEY = "myservice.consistency_position"
@@ -106,6 +109,10 @@ class Database:
     reads: int = 0  # reads this process served from it
 
     @property
+    def lag_ms(self):
+        return None if self.lag_seconds is None else round(self.lag_seconds * 1000)
+
+    @property
     def position_statement(self):
         return PRIMARY_POSITION if self.is_primary else REPLAY_POSITION
 
@@ -123,13 +130,6 @@ class Database:
             return None
 
 
-@dataclass
-class Fallbacks:
-    """Reads the primary served because no replica could: by why."""
-
-    counts: dict = field(default_factory=lambda: {"lag": 0, "position": 0})
-
-
 class Replicas:
     """The primary and the replicas of one app, and the choice between them."""
 
@@ -141,7 +141,7 @@ class Replicas:
         ]
         self.wait_seconds = wait_ms / 1000
         self.max_lag_seconds = max_lag_ms / 1000
-        self.fallbacks = Fallbacks()
+        self.fallbacks = {"lag": 0, "position": 0}  # reads the primary served, by why
         self.turns = itertools.count()
         self.monitor = Monitor(self)
         for replica in self.replicas:
@@ -180,7 +180,7 @@ class Replicas:
         return candidates[next(self.turns) % len(candidates)]
 
     def fall_back(self, reason):
-        self.fallbacks.counts[reason] += 1
+        self.fallbacks[reason] += 1
         return self.primary
 
     def wait_for(self, replica, position):
@@ -223,13 +223,7 @@ class Replicas:
         that has served no read yet starts its monitor here)."""
         self.monitor.ensure_running()
         return [
-            {
-                "name": replica.name,
-                "state": replica.state,
-                "lag_ms": None
-                if replica.lag_seconds is None
-                else round(replica.lag_seconds * 1000),
-            }
+            {"name": replica.name, "state": replica.state, "lag_ms": replica.lag_ms}
             for replica in self.replicas
         ]
 

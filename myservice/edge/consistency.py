@@ -8,8 +8,9 @@ no header is sent, and one received is ignored.
   after a read, the serving database's position, taken on the read's own connection after its
   statements (``Replicas.see_position_at_end``). So a token is at or past every commit its
   request wrote or saw.
-- A request that sends one must be served by a database that has replayed that far
-  (``replicas.Replicas.choose``). A token that is not one of ours is 400, naming the header.
+- A read (GET, HEAD) that sends one must be served by a database that has replayed that far
+  (``replicas.Replicas.choose``); a token that is not one of ours is 400, naming the header.
+  Other methods ignore it: they are served by the primary.
 
 The token is ``1.`` and the position as 16 hex digits; clients treat it as opaque. The tween
 sits above pyramid_tm, so a write's position is taken after its COMMIT: one round trip on the
@@ -20,7 +21,7 @@ out without a token: the client keeps the one it has.
 import re
 
 from myservice.data.db import WRITE_METHODS
-from myservice.data.replicas import POSITION_KEY
+from myservice.data.replicas import POSITION_KEY, READ_METHODS
 from myservice.edge.problems import problem
 
 HEADER = "Consistency-Token"
@@ -50,7 +51,7 @@ def consistency_tween_factory(handler, registry):
         return handler
 
     def consistency_tween(request):
-        sent = request.headers.get(HEADER)
+        sent = request.headers.get(HEADER) if request.method in READ_METHODS else None
         if sent is not None:
             position = position_of(sent)
             if position is None:

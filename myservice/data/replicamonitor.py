@@ -4,10 +4,10 @@ One per process (``data.processthread``: started by the first read, or ``/health
 each process, so a forked worker runs its own). Every ``MONITOR_SECONDS`` it asks the primary
 for ``pg_current_wal_lsn()`` and each replica for ``pg_last_wal_replay_lsn()``, each on a
 connection of its own (outside the pools) and within ``PROBE_SECONDS`` (the watchdog cuts a
-statement left unanswered). A replica's lag is the time since the oldest primary sample it
-has not replayed yet, so an idle primary makes no lag (comparing
-``pg_last_xact_replay_timestamp()`` with the clock would call an idle replica ever further
-behind). States: ``up`` (answers, within ``max_replica_lag_ms``), ``lagging`` (answers,
+statement left unanswered). A replica's lag is the time since the newest primary sample it
+has replayed past, and zero once it has replayed the newest, so an idle primary makes no lag
+(comparing ``pg_last_xact_replay_timestamp()`` with the clock would call an idle replica ever
+further behind). States: ``up`` (answers, within ``max_replica_lag_ms``), ``lagging`` (answers,
 beyond it), ``down`` (does not answer, or failed a request: ``replicas.mark_down_on_failure``).
 """
 
@@ -88,11 +88,18 @@ class Monitor(PerProcessThread):
             replica.state = state
 
     def lag(self, position):
-        """Seconds since the oldest primary sample beyond ``position`` (0: none is)."""
+        """Seconds a replica at ``position`` may be behind: since the newest primary sample it
+        has replayed past, whose writes it has (0 when it has replayed the newest; since the
+        oldest kept when it has replayed none of them). What it lacks was written after that
+        sample, so it is at most this stale: the bound errs on the safe side."""
+        if not self.samples or position >= self.samples[-1][1]:
+            return 0.0
+        replayed_at = self.samples[0][0]
         for sampled_at, primary in self.samples:
             if primary > position:
-                return time.monotonic() - sampled_at
-        return 0.0
+                break
+            replayed_at = sampled_at
+        return time.monotonic() - replayed_at
 
     def probe(self, database, statement):
         """``statement``'s position on the monitor's own connection to ``database``, within

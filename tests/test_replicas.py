@@ -227,6 +227,12 @@ def test_the_write_read_contract_holds_with_the_token_while_replay_is_paused(
         assert [member["id"] for member in members.json["items"]] == [uid]
         # The same reads without a token are served by the standby, which has none of it.
         client.get(f"/groups/{gid}/members", status=404)
+        # The feed, then what it names: the feed's own token carries the read forward.
+        feed = client.get("/changes?after=0&limit=1000", headers={HEADER: members.headers[HEADER]})
+        (added,) = [c for c in feed.json["items"] if c["resource"] == joined.request.path]
+        user_id = added["data"]["user_id"]
+        groups = client.get(f"/users/{user_id}/groups", headers={HEADER: feed.headers[HEADER]})
+        assert [group["id"] for group in groups.json["items"]] == [gid]
 
 
 def test_a_stopped_standby_costs_no_request_a_5xx_and_is_used_again_once_restarted(

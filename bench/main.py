@@ -17,7 +17,9 @@
    without it (``bench/auth.py``). Both comparisons: ``bench/compare.py``.
 5. In process: CPU per request of myservice with and without authentication and of the
    baseline, without a server (``bench/inprocess.py``).
-6. Report: a table on stdout, ``bench/results/<time>.json``, and docs/performance.md between
+6. Reads on a replica, where the PostgreSQL server binaries are: GET one user with reads on a
+   streaming replica against reads on the primary, and the primary's CPU (``bench/replicas.py``).
+7. Report: a table on stdout, ``bench/results/<time>.json``, and docs/performance.md between
    its markers. The users the run created are deleted at the end.
 
 Exit status: 0, 1 when any request got an unexpected answer or a socket error or the import
@@ -34,7 +36,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import quote
 
-from bench import auth, bulk, compare, database, feed, inprocess, report, served
+from bench import auth, bulk, compare, database, feed, inprocess, replicas, report, served
 from bench.peers.serve import running_peer
 from bench.server import migrate
 from bench.variants import baseline_editor, processes_editor, variants
@@ -190,7 +192,13 @@ def measure(options, directory, notes, wrk_path, url, secret, token):
     timings = inprocess.run(
         options.ini, url, options.users, options.calls, options.repetitions, token, progress
     )
+    replica_reads = replicas.measure(
+        options.ini, directory, wrk_path, options.rounds, options.seconds, progress
+    )
     failed = describe_failures(summaries, memory, timings, writes, importer, comparisons, notes)
+    if any(side.errors for side in replica_reads.get("sides", {}).values()):
+        notes.append("FAILED: unexpected answers or socket errors: reads on a replica")
+        failed = True
     return {
         "mode": "quick" if options.quick else "full",
         "users": options.users,
@@ -207,6 +215,7 @@ def measure(options, directory, notes, wrk_path, url, secret, token):
         "importer": importer,
         "comparisons": comparisons,
         "feed_polls": feed_polls,
+        "replicas": replica_reads,
         "targets": report.target_rows(
             summaries, found, timings, memory, writes, feed_polls, comparisons
         ),

@@ -10,7 +10,7 @@ from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import auth, bulk, feed
+from bench import auth, bulk, feed, replicas
 from bench.inprocess import NOAUTH
 from bench.served import SCENARIOS
 from bench.variants import TWO_PROCESSES_KEY
@@ -282,6 +282,8 @@ def tables(run):
         *feed_lines(run["comparisons"][feed.COMPARISON.key], run["feed_polls"]),
         "",
         *auth_lines(run["comparisons"][auth.COMPARISON.key], run["timings"]),
+        "",
+        *replicas.lines(run["replicas"], run["rounds"], run["seconds"]),
         "",
         "| target | measured | met |",
         "|---|--:|---|",

@@ -8,8 +8,8 @@ The package has four floors, and every import runs down them:
 - ``myservice.edge``: what every request passes through around its view: the server, request ids,
   the access line, headers, problem documents, body validation, rendering, the security policy
   and maintenance mode.
-- ``myservice.data``: the engine, the sessions (one per request, or one for a script), the bounds
-  on every wait for the database, and the models.
+- ``myservice.data``: the engine, the sessions (one per request, or one for a script), reads on
+  replicas, the bounds on every wait for the database, and the models.
 """
 
 import sys
@@ -46,6 +46,7 @@ def includeme(config):
     config.include(".edge.problems")  # RFC 9457 error documents for every failure
     config.include(".edge.security")  # bearer tokens; views need the "read" or "write" scope
     config.include(".edge.headers")  # nosniff, no-store, and CORS for myservice.cors_origins
+    config.include(".edge.consistency")  # Consistency-Token, with read replicas only
     config.include(".edge.jsonbody")  # the JSON body guard: size, media type, strict JSON
     config.include(".edge.rendering")  # JSON responses from pydantic models
     config.include(".api.pagination")  # signed keyset cursors

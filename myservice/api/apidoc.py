@@ -16,6 +16,7 @@ X-Request-ID) when it builds the document.
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
+from myservice.edge import consistency
 from myservice.edge.jsonbody import JSON
 from myservice.edge.problems import PROBLEM_JSON
 from myservice.edge.requestid import VALID_REQUEST_ID
@@ -41,6 +42,11 @@ RESPONSE_HEADERS = {
         {"type": "string", "enum": ["true"]},
     ),
     "Allow": ("the methods the URL accepts", {"type": "string"}),
+    consistency.HEADER: (
+        "with read replicas only: the position this request's writes reached or its read saw;"
+        " send it with a later read to see at least that much",
+        {"type": "string", "pattern": f"^{consistency.TOKEN.pattern}$"},
+    ),
     "WWW-Authenticate": ("Bearer, with the error", {"type": "string", "pattern": "^Bearer"}),
 }
 
@@ -176,6 +182,15 @@ REQUEST_ID = Header(
 )
 IF_MATCH = Header(
     "If-Match", "the ETag the change is made against: 412 unless it is current", problems=(412,)
+)
+#: Every operation that uses the database reads it (``build_operation`` adds it).
+CONSISTENCY_TOKEN = Header(
+    consistency.HEADER,
+    "with read replicas only (ignored without): a Consistency-Token a response gave; the read"
+    " is served by a database that has seen at least as much. Not one of ours: 400 (opaque, so"
+    " no pattern: without replicas any value is ignored)",
+    problems=(400,),
+    success_headers=(consistency.HEADER,),
 )
 IF_NONE_MATCH = Header(
     "If-None-Match",

@@ -10,6 +10,12 @@
 - ``myservice_database_errors_total`` by ``kind`` (``conflict``, ``unavailable``, ``other``):
   SQLAlchemy errors that reached the error views (``myservice.edge.problems`` classifies them).
 - ``myservice_db_connections_checked_out``: pooled connections in use right now.
+- With read replicas (``myservice.data.replicas``): ``myservice_replica_state`` (1 for each
+  replica's current ``state``: up, lagging, down), ``myservice_replica_lag_seconds``,
+  ``myservice_database_reads_total`` by ``database`` (primary, replica-1, ...) and
+  ``myservice_read_fallbacks_total`` by ``reason`` (``lag``: no replica was fresh enough;
+  ``position``: none had replayed a read's token in time). They are this process's view, read
+  at scrape time, also with ``PROMETHEUS_MULTIPROC_DIR`` (where they are not summed).
 
 Several processes (gunicorn, say) each count in their own memory, so a scrape would see one
 process's share. With ``PROMETHEUS_MULTIPROC_DIR`` set (before the process starts: an empty
@@ -35,7 +41,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -49,6 +55,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from myservice.api.apidoc import Reply, operation
 from myservice.data.db import is_conflict
 from myservice.data.errors import BadSettings
+from myservice.data.replicamonitor import DOWN, LAGGING, UP
 from myservice.edge.problems import is_database_unavailable
 
 ACCESS_SETTING = "myservice.metrics_access"
@@ -69,8 +76,9 @@ CHECKED_OUT_HELP = "Database connections checked out of the pool"
 class Metrics:
     """The service's metrics, one set per app (the tests build several apps in one process)."""
 
-    def __init__(self, engine, multiprocess_dir=None):
+    def __init__(self, engine, multiprocess_dir=None, replicas=None):
         self.multiprocess_dir = multiprocess_dir
+        self.replicas = replicas
         self.registry = registry = CollectorRegistry()
         by_request = ("route", "method", "status")
         self.by_request = {}  # (route, method, status): their children of the two below
@@ -105,6 +113,8 @@ class Metrics:
         if multiprocess_dir is None:
             registry.register(PoolCollector(engine.pool))
             ProcessCollector(registry=registry)
+            if replicas is not None:
+                registry.register(ReplicaCollector(replicas))
         else:
             self.count_checkouts(engine)
 
@@ -141,11 +151,14 @@ class Metrics:
             self.database_errors.labels(error_kind(exc)).inc()
 
     def exposition_registry(self):
-        """What a scrape shows: this process's metrics, or every process's."""
+        """What a scrape shows: this process's metrics, or every process's (and this
+        process's view of its replicas)."""
         if self.multiprocess_dir is None:
             return self.registry
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self.multiprocess_dir)
+        if self.replicas is not None:
+            registry.register(ReplicaCollector(self.replicas))
         return registry
 
 
@@ -168,6 +181,43 @@ class PoolCollector:
         checked_out = getattr(self.pool, "checkedout", None)  # QueuePool's; NullPool has none
         if checked_out is not None:
             yield GaugeMetricFamily(CHECKED_OUT, CHECKED_OUT_HELP, value=checked_out())
+
+
+class ReplicaCollector:
+    """The replicas as this process's monitor sees them, and where its reads went."""
+
+    def __init__(self, replicas):
+        self.replicas = replicas
+
+    def collect(self):
+        states = GaugeMetricFamily(
+            "myservice_replica_state",
+            "1 for each replica's current state",
+            labels=["replica", "state"],
+        )
+        lags = GaugeMetricFamily(
+            "myservice_replica_lag_seconds",
+            "Seconds a replica is behind the primary",
+            labels=["replica"],
+        )
+        for replica in self.replicas.replicas:
+            for state in (UP, LAGGING, DOWN):
+                states.add_metric([replica.name, state], 1 if replica.state == state else 0)
+            if replica.lag_seconds is not None:
+                lags.add_metric([replica.name], replica.lag_seconds)
+        reads = CounterMetricFamily(
+            "myservice_database_reads", "Reads served, by database", labels=["database"]
+        )
+        for database in self.replicas.databases:
+            reads.add_metric([database.name], database.reads)
+        fallbacks = CounterMetricFamily(
+            "myservice_read_fallbacks",
+            "Reads the primary served because no replica could, by reason",
+            labels=["reason"],
+        )
+        for reason, count in self.replicas.fallbacks.items():
+            fallbacks.add_metric([reason], count)
+        yield from (states, lags, reads, fallbacks)
 
 
 def attempt_tween_factory(handler, registry):
@@ -214,7 +264,8 @@ def includeme(config):
         raise BadSettings(f"{ACCESS_SETTING} must be one of {', '.join(ACCESS_MODES)}")
     disable_created_metrics()  # no *_created series: a scrape shows what is counted, nothing else
     engine = config.registry["dbsession_factory"].kw["bind"]
-    metrics = Metrics(engine, os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None)
+    multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    metrics = Metrics(engine, multiprocess_dir, config.registry["replicas"])
     config.registry["metrics"] = metrics
     config.add_served_observer(metrics.observe)
     config.add_tween("myservice.api.metrics.attempt_tween_factory", under=INGRESS)

@@ -35,6 +35,7 @@ from myservice.api import apidoc
 from myservice.api.apidoc import REF, Reply, operation
 from myservice.api.routes import ID
 from myservice.data.models import MAX_ID
+from myservice.data.replicas import READ_METHODS
 from myservice.edge.validation import validate_query
 
 #: ``{name}`` or ``{name:regex}`` in a route pattern (the regex may hold one level of braces).
@@ -120,14 +121,17 @@ def security_of(introspector, view, default_permission):
     return [{"bearerAuth": [permission]}]
 
 
-def build_operation(facts, view_name, path_parameters, security, schemas, settings):
-    """One OpenAPI operation: the view's facts plus everything its kind implies."""
+def build_operation(facts, view_name, path_parameters, security, schemas, settings, method="GET"):
+    """One OpenAPI operation: the view's facts plus everything its kind implies (an operation
+    that uses the database may answer a Consistency-Token; a read accepts one)."""
     parameters = [*path_parameters]
     replies = dict(facts.responses)
     problems = set(facts.problems) | {400}  # a parameter it does not define, at least
     if facts.query is not None:
         parameters += query_parameters(facts.query)
-    for header in facts.headers:
+    reads = facts.database and method in READ_METHODS
+    headers = (*facts.headers, apidoc.CONSISTENCY_TOKEN) if reads else facts.headers
+    for header in headers:
         parameters.append(header.parameter())
         problems.update(header.problems)
         replies.update(header.replies)
@@ -140,7 +144,9 @@ def build_operation(facts, view_name, path_parameters, security, schemas, settin
         problems.add(503)
     if security:
         problems.update((401, 403))
-    sometimes = tuple(name for header in facts.headers for name in header.success_headers)
+    sometimes = tuple(name for header in headers for name in header.success_headers)
+    if facts.database and not reads:
+        sometimes += apidoc.CONSISTENCY_TOKEN.success_headers
     responses = {}
     for status, reply in sorted(replies.items()):
         responses[str(status)] = reply.render(schemas, sometimes if status < 300 else ())
@@ -208,7 +214,7 @@ def openapi_document(registry):
         operation_ids.add(view_name)
         security = security_of(introspector, view, default_permission)
         paths.setdefault(path, {})[method.lower()] = build_operation(
-            facts, view_name, path_parameters, security, schemas, registry.settings
+            facts, view_name, path_parameters, security, schemas, registry.settings, method
         )
     return {
         "openapi": "3.1.0",

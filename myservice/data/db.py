@@ -28,6 +28,7 @@ from zope.sqlalchemy.datamanager import ZopeTransactionEvents
 
 from myservice.data import roundtrips
 from myservice.data.errors import BadSettings
+from myservice.data.replicas import READ_METHODS, replicas_from_settings
 from myservice.data.timeouts import POSTGRES_CONNECT_ARGS, set_local
 
 #: Methods that may write: they run in a transaction (on SQLite, one that holds the write lock).
@@ -65,13 +66,14 @@ def database_url(settings):
     return url
 
 
-def make_engine(settings):
-    """The process's engine, from the ``sqlalchemy.`` settings (pool size, pre-ping, ...).
+def make_engine(settings, url=None):
+    """The process's engine, from the ``sqlalchemy.`` settings (pool size, pre-ping, ...), for
+    ``url`` (a replica's) or else the primary's (``database_url``).
 
     The driver never begins a transaction by itself (``AUTOCOMMIT``): our ``begin`` listener
     does, so that a reading request costs no BEGIN and no ROLLBACK (see ``begin``).
     """
-    url = database_url(settings)
+    url = url or database_url(settings)
     options = {"isolation_level": "AUTOCOMMIT"}
     pgbouncer = url.get_backend_name() == "postgresql" and behind_pgbouncer(settings)
     if url.get_backend_name() == "postgresql":
@@ -258,14 +260,30 @@ def dbsession(request):
     and that the request timeouts apply (``myservice.data.timeouts``).
     """
     access = "write" if request.method in WRITE_METHODS else "read"
+    replicas = request.registry.get("replicas")
+    if replicas is not None and request.method in READ_METHODS:  # a replica, or the primary
+        session = joined_session(request, access, True, replicas.read_engine(request.environ))
+        replicas.see_position_at_end(request.tm.get(), session, request.environ)
+        return session
     return joined_session(request, access, timeouts=True)
 
 
-def joined_session(request, access=None, timeouts=False):
+def primary_session(request):
+    """The request's session on the primary, for what a read must not take from a replica
+    (its token, and noting the token's use: ``edge.security``) or checks the primary itself
+    (``/health/ready``): ``request.dbsession`` unless replicas serve reads."""
+    if request.registry.get("replicas") is None or request.method in WRITE_METHODS:
+        return request.dbsession
+    return joined_session(request, "read", timeouts=True)
+
+
+def joined_session(request, access=None, timeouts=False, bind=None):
     """A new session joined to ``request.tm``'s transaction (begun already), its connection
     checked out with ``access`` for ``begin`` (None: a plain BEGIN) and, with ``timeouts``, the
-    request timeouts (pshell's session has none: an operator's query may take its time)."""
-    session = request.registry["dbsession_factory"](transaction_manager=request.tm)
+    request timeouts (pshell's session has none: an operator's query may take its time); on
+    ``bind`` (a replica's engine) instead of the factory's own engine when given."""
+    options = {"bind": bind} if bind is not None else {}
+    session = request.registry["dbsession_factory"](transaction_manager=request.tm, **options)
     session.connection(execution_options={"access": access, "timeouts": timeouts})
     return session
 
@@ -295,4 +313,6 @@ def includeme(config):
 
     engine = make_engine(settings)
     config.registry["dbsession_factory"] = sessionmaker(bind=engine, class_=RequestSession)
+    config.registry["replicas"] = replicas_from_settings(settings, engine, make_engine)
     config.add_request_method(dbsession, reify=True)
+    config.add_request_method(primary_session, reify=True)

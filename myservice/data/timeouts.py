@@ -239,14 +239,22 @@ def watch(engine, seconds, gate):
             WATCHDOG.disarm(dbapi_connection)
 
 
-def includeme(config):
-    """The client-side bounds of the service's engine (PostgreSQL): the connect gate, and the
+def bound(engine, settings):
+    """The client-side bounds of one engine (PostgreSQL): a connect gate of its own, and the
     watchdog when ``statement_timeout`` is set."""
-    engine = config.registry["dbsession_factory"].kw["bind"]
     if engine.dialect.name != "postgresql":
         return
     gate = ConnectGate(POSTGRES_CONNECT_ARGS["connect_timeout"] + 1)
     gate.install(engine)
-    statement_ms = timeouts_ms(config.get_settings())["statement_timeout"]
+    statement_ms = timeouts_ms(settings)["statement_timeout"]
     if statement_ms:
         watch(engine, statement_ms / 1000 + GRACE, gate)
+
+
+def includeme(config):
+    """The bounds of the service's engine, and of each replica's (``data.replicas``)."""
+    replicas = config.registry.get("replicas")
+    engines = [config.registry["dbsession_factory"].kw["bind"]]
+    engines += [replica.engine for replica in replicas.replicas] if replicas else []
+    for engine in engines:
+        bound(engine, config.get_settings())

@@ -16,10 +16,12 @@ from pyramid.settings import aslist
 #: What a browser may send and read across origins.
 ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
 ALLOWED_HEADERS = (
-    "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, X-Request-ID"
+    "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, X-Request-ID,"
+    " Consistency-Token"
 )
 EXPOSED_HEADERS = (
-    "ETag, Location, Link, Retry-After, Idempotent-Replayed, X-Request-ID, WWW-Authenticate"
+    "ETag, Location, Link, Retry-After, Idempotent-Replayed, X-Request-ID, WWW-Authenticate,"
+    " Consistency-Token"
 )
 
 #: Seconds a browser may reuse a preflight's answer.

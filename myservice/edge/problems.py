@@ -12,7 +12,9 @@ Two rules keep this view layer from fighting the transaction machinery:
 - It never swallows a transient database conflict. It marks the error retryable again, so
   pyramid_retry replays the request (it discards this response) until the last attempt, which
   answers 503. pyramid_tm tags such errors itself only when they are raised by a view, not when
-  they are raised by the commit.
+  they are raised by the commit. A read that a replica failed is replayed the same way: the
+  replica is marked down, and the replay is served by another database
+  (``myservice.data.replicas``).
 """
 
 import logging
@@ -33,6 +35,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from myservice.data.db import is_conflict
+from myservice.data.replicas import is_replica_failure
 from myservice.data.timeouts import DatabaseAway, DatabaseTimeout
 
 log = logging.getLogger(__name__)
@@ -139,7 +142,7 @@ def undecodable_url_view(exc, request):
 
 def unexpected_error_view(exc, request):
     """Everything else: 503 for a database that is busy or away, a bare 500 otherwise."""
-    if is_conflict(exc) or is_dead_connection(exc, request):
+    if is_conflict(exc) or is_dead_connection(exc, request) or is_replica_failure(exc):
         mark_error_retryable(exc)  # pyramid_retry replays the request unless this was the last try
         if not is_last_attempt(request):
             log.info("replaying after a transient database failure: %s", exc.__class__.__name__)

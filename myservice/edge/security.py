@@ -6,7 +6,8 @@
 - The token is read only when a view asks: by the SHA-256 of the secret, from what this process
   remembers (``myservice.edge.tokencache``: a revocation reaches every process within a second), or
   else looked up in the request's own session, so the lookup shares the request's one
-  connection (and, for a write, its transaction).
+  connection (and, for a write, its transaction). Always on the primary
+  (``request.primary_session``): a replica may not have replayed a revocation yet.
 - Its use is noted (``last_used_at``) at most once a minute per token and process.
 - No token, or one that is unknown, revoked or expired: 401 with ``WWW-Authenticate: Bearer``
   (RFC 6750; ``error="invalid_token"`` when a token was sent). A token without the scope: 403.
@@ -70,7 +71,7 @@ def authentication(request):
         return INVALID
     digest = sha256(match.group(1))
     entry = request.registry["token_cache"].read(
-        digest, lambda: find_by_hash(request.dbsession, digest)
+        digest, lambda: find_by_hash(request.primary_session, digest)
     )
     row = entry.row
     now = utcnow()
@@ -95,7 +96,7 @@ def note_use_when_due(request, entry, now):
         return
     entry.noted_until = clock + LAST_USED_RESOLUTION.total_seconds()
     note = note_use if request.method in WRITE_METHODS else note_use_if_free
-    note(request.dbsession, entry.row, now)
+    note(request.primary_session, entry.row, now)
 
 
 class TokenSecurityPolicy:

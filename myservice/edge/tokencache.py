@@ -32,16 +32,14 @@ token costs one statement per second, not one per request; the dict is emptied w
 """
 
 import logging
-import os
-import threading
 import time
 import weakref
 from dataclasses import dataclass
 
 import psycopg
-from sqlalchemy import event
 
 from myservice.data.db import POSTGRES_CONNECT_ARGS, behind_pgbouncer
+from myservice.data.processthread import PerProcessThread
 
 log = logging.getLogger(__name__)
 
@@ -114,39 +112,24 @@ class TokenCache:
         self.entries = {}
 
 
-class Listener:
+class Listener(PerProcessThread):
     """The thread that hears ``NOTIFY myservice_tokens`` for one process's ``TokenCache``.
 
     Started by the first request that reads a token in a process (so a forked worker starts its
-    own), stopped when the process that runs it disposes of the engine (a forked child's
-    disposal of the pool it inherited, ``db.empty_pool_after_fork``, is not a stop). Its
-    connection is its own, outside the pool.
+    own), stopped when the process that runs it disposes of the engine
+    (``data.processthread``). Its connection is its own, outside the pool.
     """
 
+    thread_name = "token-listener"
+
     def __init__(self, cache, engine):
+        super().__init__(engine)
         self.cache_ref = weakref.ref(cache)
         self.url = engine.url
         self.dialect = engine.dialect
-        self.pid = None
-        self.stopped = threading.Event()
-        self.lock = threading.Lock()
         self.connections = 0  # made so far
         self.losses = 0  # connections lost so far (each stopped the listener's word at once)
         self.backend_pid = None  # the server process of the current connection
-        event.listen(engine, "engine_disposed", lambda *args: self.stop())
-
-    def ensure_running(self):
-        if self.pid == os.getpid() or self.stopped.is_set():
-            return
-        with self.lock:
-            if self.pid != os.getpid():
-                self.pid = os.getpid()
-                thread = threading.Thread(target=self.run, name="token-listener", daemon=True)
-                thread.start()
-
-    def stop(self):
-        if self.pid == os.getpid():
-            self.stopped.set()
 
     def run(self):
         delay = PING_SECONDS

@@ -28,6 +28,20 @@ class Ready(Health):
     mode: Literal["read-write", "read-only"]
 
 
+class ReplicaHealth(BaseModel):
+    name: str
+    #: up: serves reads; lagging: beyond myservice.max_replica_lag_ms; down: does not answer.
+    state: Literal["up", "lagging", "down"]
+    #: milliseconds behind the primary, as this process last saw it (null: never seen)
+    lag_ms: int | None
+
+
+class ReadyWithReplicas(Ready):
+    """Only with replicas configured (``myservice.replica_urls``); the member is absent else."""
+
+    replicas: list[ReplicaHealth] = []
+
+
 @view_config(
     route_name="health", request_method="GET", renderer="json", permission=NO_PERMISSION_REQUIRED
 )
@@ -43,16 +57,21 @@ def health(request):
     renderer="json",
     permission=NO_PERMISSION_REQUIRED,
 )
-@operation("The database answers", responses={200: Reply("ready", Ready)})
+@operation("The database answers", responses={200: Reply("ready", ReadyWithReplicas)})
 def ready(request):
     """The process can serve: the database answers a query (the maintenance switch's row,
     read afresh, so it also reports the mode) within ``READY_TIMEOUT``. Read-only is ready
-    (200): reads are served."""
+    (200): reads are served. With replicas, the primary is the one checked (reads fall back
+    to it), and each replica's state is reported as this process's monitor last saw it."""
     try:
-        read_only, _ = read_mode(request.dbsession, client_timeout=READY_TIMEOUT)
+        read_only, _ = read_mode(request.primary_session, client_timeout=READY_TIMEOUT)
     except (DBAPIError, DatabaseTimeout) as error:
         log.warning("not ready: %s", getattr(error, "orig", error))
         raise HTTPServiceUnavailable(
             "the database is unavailable", headers={"Retry-After": "5"}
         ) from None
-    return Ready(mode=mode_name(request.registry["read_only"].learn(read_only)))
+    mode = mode_name(request.registry["read_only"].learn(read_only))
+    replicas = request.registry["replicas"]
+    if replicas is None:
+        return Ready(mode=mode)
+    return ReadyWithReplicas(mode=mode, replicas=replicas.health())

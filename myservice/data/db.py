@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from zope.sqlalchemy.datamanager import ZopeTransactionEvents
 
-from myservice.data import roundtrips
 from myservice.data.errors import BadSettings
 from myservice.data.replicas import READ_METHODS, replicas_from_settings
 from myservice.data.timeouts import POSTGRES_CONNECT_ARGS, set_local
@@ -92,9 +91,7 @@ def make_engine(settings, url=None):
         event.listen(engine, "begin", functools.partial(begin, write="BEGIN IMMEDIATE"))
         configure_sqlite(engine)
     else:
-        timeouts = set_local(settings)
-        event.listen(engine, "begin", functools.partial(begin, timeouts=timeouts, carried=True))
-        roundtrips.install(engine)
+        event.listen(engine, "begin", functools.partial(begin, timeouts=set_local(settings)))
     empty_pool_after_fork(engine)
     return engine
 
@@ -158,7 +155,7 @@ def set_time_zone_utc(dbapi_connection, connection_record):
     dbapi_connection.autocommit = autocommit
 
 
-def begin(connection, write="BEGIN", timeouts="", carried=False):
+def begin(connection, write="BEGIN", timeouts=""):
     """Start the transaction the way this connection's request needs it (``access``).
 
     - ``"read"`` (GET, HEAD): no transaction at all. Each statement is atomic on its own, and a
@@ -172,20 +169,13 @@ def begin(connection, write="BEGIN", timeouts="", carried=False):
 
     A request's transaction (execution option ``timeouts``, see ``dbsession``) also gets the
     request timeouts, ``SET LOCAL`` in the same message as its BEGIN (``myservice.data.timeouts``).
-    With ``carried`` (PostgreSQL), a write's BEGIN is sent in the message of its first statement
-    (``myservice.data.roundtrips``).
     """
     options = connection.get_execution_options()
     access = options.get("access")
     if access == "read":
         return
     statement = write if access == "write" else "BEGIN"
-    if options.get("timeouts"):
-        statement += timeouts
-    if carried and access == "write":
-        roundtrips.begin_with_next_statement(connection, statement)
-    else:
-        connection.exec_driver_sql(statement)
+    connection.exec_driver_sql(statement + timeouts if options.get("timeouts") else statement)
 
 
 def configure_sqlite(engine):

@@ -5,10 +5,11 @@ import configparser
 import difflib
 
 import pytest
+from paste.deploy import loadwsgi
 from waitress.adjustments import Adjustments
 
 from bench.auth import COMPARISON
-from bench.variants import app_editor, baseline_editor
+from bench.variants import app_editor, baseline_editor, processes_editor
 from tests.support.paths import DEVELOPMENT_INI, PRODUCTION_INI
 from tests.support.processes import SetupError
 
@@ -53,3 +54,10 @@ def test_the_benchmarks_stock_waitress_takes_production_server_options():
     for option in sorted(production.keys() - server.keys()):
         with pytest.raises(ValueError, match=option):
             Adjustments(**{option: production[option]})
+
+
+def test_the_processes_editor_gives_the_server_runner_that_many_processes(tmp_path):
+    edited = tmp_path / "production.ini"
+    edited.write_text(processes_editor(2)(PRODUCTION_INI.read_text(encoding="utf-8")))
+    server = loadwsgi.loadcontext(loadwsgi.SERVER, f"config:{edited}")
+    assert server.local_conf["processes"] == "2"  # what myservice.edge.runner.serve receives

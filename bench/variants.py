@@ -77,16 +77,19 @@ def replace_use(text, name, use):
 
 def processes_editor(count):
     """An edit of production.ini's text that serves myservice from ``count`` processes, as
-    ``pserve production.ini processes=<count>`` would."""
+    ``pserve production.ini processes=<count>`` does: by ``[DEFAULT]``'s ``processes``, which
+    ``[server:main]`` reads with ``get processes = processes``. (PasteDeploy drops a section's
+    own option whose name is also in ``[DEFAULT]``: ``processes = 2`` written in
+    ``[server:main]`` would be ignored, and one process served.)"""
 
     def edit(text):
-        start, end = section(text, "server:main")
-        server, replaced = re.subn(
-            r"(?m)^get processes\s*=.*$", f"processes = {count}", text[start:end]
+        start, end = section(text, "DEFAULT")
+        defaults, replaced = re.subn(
+            r"(?m)^processes\s*=.*$", f"processes = {count}", text[start:end]
         )
         if replaced != 1:
-            raise BenchError("[server:main] has no single 'get processes = ...' line")
-        return text[:start] + server + text[end:]
+            raise BenchError("[DEFAULT] has no single 'processes = ...' line")
+        return text[:start] + defaults + text[end:]
 
     return edit
 

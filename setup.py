@@ -6,6 +6,7 @@ requires = [
     "alembic>=1.13",
     "email-validator>=2.1",
     "jiter>=0.19",
+    "orjson>=3.10",  # the JSON log lines (python-json-logger's OrjsonFormatter)
     "plaster_pastedeploy",
     "prometheus-client>=0.20",
     "psycopg[binary]>=3.1",
@@ -22,11 +23,10 @@ requires = [
     "zope.sqlalchemy>=3.1",
 ]
 
-#: ``make bench`` only: the bare baseline's connection pool and JSON encoder, and the peers
+#: ``make bench`` only: the bare baseline's connection pool, and the peers
 #: (bench/peers/): FastAPI on uvicorn with its standard extras (uvloop, httptools).
 bench_require = [
     "fastapi>=0.115",
-    "orjson>=3.10",
     "psycopg-pool>=3.2",
     "uvicorn[standard]>=0.30",
 ]

@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime
 
 import pytest
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from myservice.edge.accesslog import AccessRecord, Served
 from myservice.edge.requestid import JsonLogFormatter
@@ -68,7 +68,7 @@ def test_the_access_line_is_the_json_python_json_logger_would_write(token):
     record = AccessRecord(served)
 
     ours = json.loads(formatter.format(record))
-    theirs = json.loads(JsonFormatter.format(formatter, record))
+    theirs = json.loads(OrjsonFormatter.format(formatter, record))
 
     assert list(ours.items()) == list(theirs.items())
     assert ours["message"] == "GET /users?limit=2 200 1.2ms route=users retries=1" + (

@@ -8,6 +8,7 @@ is deleted afterwards (``empty_tables``).
 """
 
 import pytest
+from psycopg.pq import TransactionStatus
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPBadRequest
 from sqlalchemy import event, select, text, update
@@ -15,7 +16,9 @@ from sqlalchemy.orm.exc import StaleDataError
 from zope.sqlalchemy import mark_changed
 
 import myservice
+from myservice.api.changes import record_change
 from myservice.data.models import User
+from myservice.data.models.change import CHANGES
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import TOKENS
 from tests.support.app import app_with_views, with_token
@@ -26,8 +29,13 @@ SERIALIZATION_FAILURE = (
 
 
 def add_user(request, name):
-    request.dbsession.add(User(username=name, email=f"{name}@example.com"))
+    """Add a user; with ``?change=1`` also a change to the feed, whose statement PostgreSQL
+    then sends with the COMMIT, in one message (``myservice.data.roundtrips``)."""
+    user = User(username=name, email=f"{name}@example.com")
+    request.dbsession.add(user)
     request.dbsession.flush()
+    if request.params.get("change"):
+        record_change(request, "user.created", f"/users/{user.id}")
 
 
 def write_then_succeed(request):
@@ -110,14 +118,8 @@ def connection_dies_on_first_attempt(request):
     return {"attempts": len(attempts)}
 
 
-def connection_dies_at_commit(request):
-    """The connection dies under the INSERT that the COMMIT flushes (a trigger ends the backend).
-
-    The view leaves its new user unflushed, so the statement runs inside pyramid_tm's commit,
-    after the transaction was handed over: had it reached the database, it might be committed.
-    """
-    attempts_counter(request)
-    session = request.dbsession
+def kill_my_backend_after_an_insert_into(session, table):
+    """A trigger (for this session only) that ends its backend after a row is inserted."""
     session.execute(
         text(
             "CREATE FUNCTION pg_temp.kill() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
@@ -126,10 +128,21 @@ def connection_dies_at_commit(request):
     )
     session.execute(
         text(
-            "CREATE TRIGGER kill AFTER INSERT ON users FOR EACH ROW EXECUTE FUNCTION pg_temp.kill()"
+            f"CREATE TRIGGER kill AFTER INSERT ON {table} FOR EACH ROW "
+            "EXECUTE FUNCTION pg_temp.kill()"
         )
     )
-    session.add(User(username="in-doubt", email="in-doubt@example.com"))
+
+
+def connection_dies_at_commit(request):
+    """The connection dies under the INSERT that the COMMIT flushes (a trigger ends the backend).
+
+    The view leaves its new user unflushed, so the statement runs inside pyramid_tm's commit,
+    after the transaction was handed over: had it reached the database, it might be committed.
+    """
+    attempts_counter(request)
+    kill_my_backend_after_an_insert_into(request.dbsession, "users")
+    request.dbsession.add(User(username="in-doubt", email="in-doubt@example.com"))
     return {"ok": True}
 
 
@@ -140,6 +153,16 @@ def stale_on_first_attempt(request):
     if len(attempts) == 1:
         raise StaleDataError("UPDATE statement on table 'users' expected to update 1 row")
     return {"attempts": len(attempts)}
+
+
+def connection_dies_with_the_commit(request):
+    """The connection dies under the feed's statement, which carries the COMMIT on PostgreSQL
+    (``myservice.data.roundtrips``): the server may have committed before it died."""
+    attempts_counter(request)
+    kill_my_backend_after_an_insert_into(request.dbsession, "changes")
+    add_user(request, "in-doubt")
+    record_change(request, "user.created", "/users/0")
+    return {"ok": True}
 
 
 def fail_at_commit(request):
@@ -182,6 +205,7 @@ TEST_VIEWS = {
     "/test/stale-on-first-attempt": stale_on_first_attempt,
     "/test/connection-dies": connection_dies_on_first_attempt,
     "/test/connection-dies-at-commit": connection_dies_at_commit,
+    "/test/connection-dies-with-the-commit": connection_dies_with_the_commit,
     "/test/fail-at-commit": fail_at_commit,
     "/test/raw-write-unmarked": raw_write_unmarked,
 }
@@ -219,6 +243,11 @@ def conflict_every_time_path(request, is_postgres):
 def usernames(engine):
     with engine.connect() as connection:
         return connection.scalars(select(User.username).order_by(User.username)).all()
+
+
+def feed_resources(engine):
+    with engine.connect() as connection:
+        return connection.scalars(select(CHANGES.c.resource).order_by(CHANGES.c.seq)).all()
 
 
 # -- commit and abort ----------------------------------------------------------------------
@@ -262,29 +291,43 @@ def test_a_failed_api_request_leaves_no_trace(client, engine):
 def test_a_reading_request_sends_only_its_query_and_a_writing_one_a_whole_transaction(
     client, engine
 ):
-    sent = []
+    sent = []  # a message per item: its first word, and "+COMMIT" when the COMMIT rides in it
 
     def record(connection, cursor, statement, *args):
         if "api_tokens" not in statement:  # the token's look-up (test_security.py)
             # a write's BEGIN is "BEGIN; SET LOCAL ..." on PostgreSQL: one message (test_timeouts)
-            sent.append(statement.split()[0].rstrip(";"))
+            word = statement.split()[0].rstrip(";")
+            sent.append(f"{word}+COMMIT" if statement.endswith("; COMMIT") else word)
+
+    def commit(connection):
+        # SQLAlchemy's COMMIT: psycopg sends one only if the transaction is still open
+        driver_connection = connection.connection.dbapi_connection
+        if engine.dialect.name == "postgresql":
+            open_transaction = driver_connection.info.transaction_status != TransactionStatus.IDLE
+        else:
+            open_transaction = driver_connection.in_transaction
+        sent.append("COMMIT" if open_transaction else "(committed)")
 
     with engine.begin() as connection:  # the token's use is noted: no write of it now
         connection.execute(update(TOKENS).values(last_used_at=utcnow()))
     event.listen(engine, "before_cursor_execute", record)
-    event.listen(engine, "commit", lambda conn: sent.append("COMMIT"))
+    event.listen(engine, "commit", commit)
     client.get("/users")
     assert sent == ["SELECT"]  # no BEGIN and nothing to end: one round trip
     sent.clear()
     client.post_json("/users", {"username": "ada", "email": "ada@example.com"}, status=201)
-    # the user, then its change: the feed's counter and row come last, just before COMMIT
-    # (on PostgreSQL in one statement: WITH counter AS (UPDATE ...) INSERT ...); the app's
-    # first write reads the maintenance switch first
-    feed = ["WITH"] if engine.dialect.name == "postgresql" else ["UPDATE", "INSERT"]
-    assert sent == ["BEGIN", "SELECT", "INSERT", *feed, "COMMIT"]
+    # The user, then its change: the feed's counter and row come last, just before COMMIT.
+    # On PostgreSQL that is one statement (WITH counter AS (UPDATE ...) INSERT ...) which
+    # carries the COMMIT, so the counter row is not held across a round trip
+    # (myservice.data.roundtrips). The app's first write reads the maintenance switch first.
+    if engine.dialect.name == "postgresql":
+        feed = ["WITH+COMMIT", "(committed)"]
+    else:
+        feed = ["UPDATE", "INSERT", "COMMIT"]
+    assert sent == ["BEGIN", "SELECT", "INSERT", *feed]
     sent.clear()
     client.post_json("/users", {"username": "bob", "email": "bob@example.com"}, status=201)
-    assert sent == ["BEGIN", "INSERT", *feed, "COMMIT"]
+    assert sent == ["BEGIN", "INSERT", *feed]
 
 
 def test_raw_sql_writes_need_mark_changed_or_they_are_rolled_back(client, engine):
@@ -292,10 +335,18 @@ def test_raw_sql_writes_need_mark_changed_or_they_are_rolled_back(client, engine
     assert usernames(engine) == []
 
 
-def test_an_error_at_commit_is_a_500_problem_and_nothing_is_written(client, engine):
-    response = client.post("/test/fail-at-commit", status=500)
+@pytest.fixture(params=["", "?change=1"], ids=["alone", "with-a-feed-change"])
+def commit_path(request):
+    """How the view's write commits: with the COMMIT alone, or (PostgreSQL) in the message of
+    the feed's statement."""
+    return request.param
+
+
+def test_an_error_at_commit_is_a_500_problem_and_nothing_is_written(client, engine, commit_path):
+    response = client.post(f"/test/fail-at-commit{commit_path}", status=500)
     assert response.content_type == "application/problem+json"
     assert usernames(engine) == []
+    assert feed_resources(engine) == []
     assert engine.pool.checkedout() == 0
     # and the connection went back to the pool clean: the next writer is not locked out
     client.post_json("/users", {"username": "next", "email": "next@example.com"}, status=201)
@@ -357,10 +408,14 @@ def test_a_serialization_failure_is_retried_and_succeeds(client, engine, postgre
     assert usernames(engine) == ["attempt2"]
 
 
-def test_a_serialization_failure_at_commit_is_retried_too(client, engine, postgres_only):
-    response = client.post("/test/conflict-at-commit", status=200)
+def test_a_serialization_failure_at_commit_is_retried_too(
+    client, engine, postgres_only, commit_path
+):
+    response = client.post(f"/test/conflict-at-commit{commit_path}", status=200)
     assert response.json == {"attempts": 2}
     assert usernames(engine) == ["commit2"]
+    user_id = client.get("/users?username=commit2").json["items"][0]["id"]
+    assert feed_resources(engine) == ([f"/users/{user_id}"] if commit_path else [])
     assert engine.pool.checkedout() == 0
 
 
@@ -392,6 +447,17 @@ def test_a_connection_that_dies_at_commit_is_a_503_and_never_replayed(
     assert response.headers["Retry-After"]
     assert real_app.registry["test_attempts"] == [0]  # the write may have happened: no replay
     assert usernames(engine) == []  # here it had not: the backend died before committing
+    assert engine.pool.checkedout() == 0
+
+
+def test_a_connection_that_dies_under_the_message_carrying_the_commit_is_a_503_too(
+    client, engine, real_app, postgres_only
+):
+    response = client.post("/test/connection-dies-with-the-commit", status=503)
+    assert response.content_type == "application/problem+json"
+    assert real_app.registry["test_attempts"] == [0]  # the COMMIT was sent: no replay
+    assert usernames(engine) == []  # here it had not run: the backend died before it
+    assert feed_resources(engine) == []
     assert engine.pool.checkedout() == 0
 
 

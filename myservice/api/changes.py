@@ -62,7 +62,9 @@ def record_change(request, type: str, resource: str, data=None):
 
 @event.listens_for(RequestSession, "before_commit")
 def write_pending_changes(session):
-    """The session is about to COMMIT: number and insert the changes it has recorded.
+    """The session is about to COMMIT: number and insert the changes it has recorded, in the
+    message that carries the COMMIT (``append_changes``), after the last flush of the session's
+    own changes (SQLAlchemy would flush them after this hook, and they would arrive too late).
 
     Not when a SAVEPOINT is released (SQLAlchemy fires ``before_commit`` then too): the counter
     row's lock would then be held from there to the COMMIT.
@@ -71,7 +73,8 @@ def write_pending_changes(session):
         return
     pending = session.info.pop(PENDING, None)
     if pending:
-        append_changes(session, pending)
+        session.flush()
+        append_changes(session, pending, commit=True)
 
 
 # -- GET /changes ----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from zope.sqlalchemy.datamanager import ZopeTransactionEvents
 
+from myservice.data import roundtrips
 from myservice.data.errors import BadSettings
 from myservice.data.replicas import READ_METHODS, replicas_from_settings
 from myservice.data.timeouts import POSTGRES_CONNECT_ARGS, set_local
@@ -92,6 +93,7 @@ def make_engine(settings, url=None):
         configure_sqlite(engine)
     else:
         event.listen(engine, "begin", functools.partial(begin, timeouts=set_local(settings)))
+        roundtrips.install(engine)  # a write's COMMIT rides with the feed's statement
     empty_pool_after_fork(engine)
     return engine
 

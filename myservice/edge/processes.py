@@ -15,6 +15,7 @@ import time
 from waitress.adjustments import Adjustments
 
 from myservice.data.errors import BadSettings
+from myservice.data.roundtrips import cancel_commits_in_flight
 from myservice.edge.server import STOP_SIGNALS, build_server, cannot_listen, run, stop_signals
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ def fork_server(app, settings, graceful_timeout, slow_clients):
         log.exception("server process %d failed", os.getpid())
         status = 1
     finally:
+        cancel_commits_in_flight()  # os._exit skips atexit (myservice.data.roundtrips)
         os._exit(status)
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from myservice.data.db import mark_changed
 from myservice.data.models.meta import Base, BigId, UTCDateTime, utcnow
+from myservice.data.roundtrips import execute_and_commit
 
 
 class Change(Base):
@@ -101,15 +102,22 @@ PAGE = (
 )
 
 
-def append_changes(session: Session, changes: list[dict]):
+def append_changes(session: Session, changes: list[dict], *, commit=False):
     """Number ``changes`` (dicts of type, resource, data) and insert them, in this transaction.
 
-    One statement on PostgreSQL; two on SQLite, whose writers take turns anyway.
+    One statement on PostgreSQL; two on SQLite, whose writers take turns anyway. With ``commit``
+    (the transaction has nothing else to do), PostgreSQL gets the COMMIT in the same message,
+    so the counter row is locked for no round trip (``myservice.data.roundtrips``); SQLite's
+    writer holds its lock from BEGIN IMMEDIATE on, and commits as usual.
     """
     at, count = utcnow(), len(changes)
     if session.get_bind().dialect.name == "postgresql":
         batch = [{"n": n, **change} for n, change in enumerate(changes)]
-        inserted = session.execute(APPEND_POSTGRESQL, {"n": count, "at": at, "changes": batch})
+        parameters = {"n": count, "at": at, "changes": batch}
+        if commit:
+            inserted = execute_and_commit(session, APPEND_POSTGRESQL, parameters)
+        else:
+            inserted = session.execute(APPEND_POSTGRESQL, parameters)
         if inserted.rowcount != count:  # no feed_counter row: never commit a write without them
             raise RuntimeError("the feed_counter row is missing: run alembic upgrade head")
     else:

@@ -1,0 +1,87 @@
+"""A write's COMMIT rides in the message of the change feed's statement (PostgreSQL).
+
+Every write ends with the feed's statement (``models.change.append_changes``), which locks the
+feed's counter row, one row that every writer needs, until its transaction ends. Sent on its
+own, the COMMIT would follow a round trip later, and under load later still: the thread must
+get the interpreter back to send it, and every other writer waits for the row meanwhile. Sent
+in the same message, the row is held for the server's own work only (docs/performance.md).
+
+Several statements in one message need PostgreSQL's simple query protocol, which carries no
+parameters, so this one statement is bound by the client (psycopg's ``ClientCursor``, which
+quotes each value for its connection) instead of the server. PostgreSQL runs a message's
+statements in order and stops at the first error: a feed statement that fails (a lock timeout,
+a cancel) never reaches the COMMIT, and the transaction is rolled back as usual.
+
+What the separate COMMIT gave for free: a process that dies while its statement waits (for the
+row, say) never commits, because the COMMIT was never sent. Here the server holds the COMMIT
+already and would run it once the row frees, after the client is gone. So a process that exits
+with such a message in flight cancels it first (``cancel_commits_in_flight``, at exit and when a
+server process ends): a request abandoned at the graceful stop's deadline is still rolled back.
+Only a process killed outright (SIGKILL) can leave one to commit, within ``lock_timeout`` and
+``statement_timeout`` of its death, unanswered, like a COMMIT lost on its way back.
+"""
+
+import atexit
+import contextlib
+import threading
+
+from psycopg import ClientCursor
+from sqlalchemy import event
+
+#: The execution option that makes a statement's message end with the COMMIT.
+AND_COMMIT = "and_commit"
+
+#: Seconds to wait for the server to take a cancel request, at exit.
+CANCEL_TIMEOUT = 2.0
+
+#: The driver connections whose statement-and-COMMIT message is in flight.
+_in_flight = set()
+_in_flight_lock = threading.Lock()
+
+
+def execute_and_commit(session, statement, parameters):
+    """Execute ``statement`` and COMMIT ``session``'s transaction, in one message; return the
+    statement's result. The session's own COMMIT that follows finds no transaction open, and
+    psycopg sends nothing for it.
+
+    When the session's transaction is a SAVEPOINT of an outer one (a test's, which is rolled
+    back at its end), the COMMIT is not the session's to send: the statement runs alone.
+    """
+    connection = session.connection()
+    if connection.in_nested_transaction():
+        return connection.execute(statement, parameters)
+    driver_connection = connection.connection.dbapi_connection
+    server_bound = driver_connection.cursor_factory
+    driver_connection.cursor_factory = ClientCursor
+    with _in_flight_lock:
+        _in_flight.add(driver_connection)
+    try:
+        return connection.execute(statement, parameters, execution_options={AND_COMMIT: True})
+    finally:
+        with _in_flight_lock:
+            _in_flight.discard(driver_connection)
+        driver_connection.cursor_factory = server_bound
+
+
+def add_commit(connection, cursor, statement, parameters, context, executemany):
+    """``before_cursor_execute``: end ``execute_and_commit``'s statement with the COMMIT."""
+    if context is not None and context.execution_options.get(AND_COMMIT):
+        statement += "; COMMIT"
+    return statement, parameters
+
+
+@atexit.register
+def cancel_commits_in_flight():
+    """Cancel every statement-and-COMMIT message still waiting for the server, so that none
+    commits after this process is gone. For a process that exits with requests in flight
+    (a server at its graceful stop's deadline); the others have none."""
+    with _in_flight_lock:
+        waiting = list(_in_flight)
+    for driver_connection in waiting:
+        with contextlib.suppress(Exception):  # answered or closed meanwhile: nothing to cancel
+            driver_connection.cancel_safe(timeout=CANCEL_TIMEOUT)
+
+
+def install(engine):
+    """Let ``engine``'s connections carry a COMMIT with ``execute_and_commit`` (PostgreSQL)."""
+    event.listen(engine, "before_cursor_execute", add_commit, retval=True)

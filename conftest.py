@@ -19,7 +19,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 import myservice
-from myservice.data.db import database_url
+from myservice.data.engine import database_url
 from myservice.edge.requestid import LogFormatter
 from tests.support.app import app_with_views, collected_log, rolled_back, with_token
 from tests.support.database import (

@@ -30,8 +30,8 @@ worker_class = "gthread"
 
 # Build the app once, in the master, before forking: a bad ini or a missing DATABASE_URL stops
 # gunicorn at once instead of failing in every worker, and workers start in milliseconds. Each
-# forked worker gets an empty connection pool (myservice.data.db.empty_pool_after_fork). The price:
-# `kill -HUP` does not load new code; restart gunicorn to deploy.
+# forked worker gets an empty connection pool (myservice.data.engine.empty_pool_after_fork). The
+# price: `kill -HUP` does not load new code; restart gunicorn to deploy.
 preload_app = True
 
 # Seconds the requests in flight get after SIGTERM, as graceful_timeout in [server:main].

@@ -11,7 +11,7 @@ from alembic import context
 from alembic.util import CommandError
 from pyramid.paster import get_appsettings
 
-from myservice.data.db import database_url
+from myservice.data.engine import database_url
 from myservice.data.errors import OperatorError
 from myservice.data.models import Base
 from myservice.data.scripts import session_scope

@@ -41,7 +41,7 @@ def test_production_starts_with_both_from_the_environment(monkeypatch, db_url):
 
 
 def test_a_postgres_url_from_the_environment_uses_psycopg_3(monkeypatch):
-    from myservice.data.db import database_url
+    from myservice.data.engine import database_url
 
     monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db.internal:5432/app")
     assert database_url({}).drivername == "postgresql+psycopg"
@@ -70,7 +70,7 @@ def test_production_serves_on_all_interfaces_without_debugging():
 
 @pytest.mark.parametrize(("value", "expected"), [("true", True), ("false", False)])
 def test_pool_pre_ping_is_read_as_a_boolean(value, expected):
-    from myservice.data.db import make_engine
+    from myservice.data.engine import make_engine
 
     engine = make_engine({"sqlalchemy.url": "sqlite://", "sqlalchemy.pool_pre_ping": value})
     assert engine.pool._pre_ping is expected
@@ -80,7 +80,7 @@ def test_postgresql_sessions_run_in_utc_and_keep_the_options_the_url_names(db_ur
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
-    from myservice.data.db import make_engine
+    from myservice.data.engine import make_engine
 
     url = make_url(db_url).update_query_dict({"options": "-c application_name=from-the-url"})
     engine = make_engine({"sqlalchemy.url": url.render_as_string(hide_password=False)})

@@ -21,9 +21,8 @@ from pyramid.paster import get_appsettings
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from myservice.data.db import POSTGRES_CONNECT_ARGS
 from myservice.data.models import User
-from myservice.data.timeouts import GRACE, RECONNECT_PAUSE, TICK, timeouts_ms
+from myservice.data.timeouts import GRACE, POSTGRES_CONNECT_ARGS, RECONNECT_PAUSE, TICK, timeouts_ms
 from tests.support.client import call, concurrently
 from tests.support.database import delete_all_rows, new_token, short_lived_engine
 from tests.support.factories import unique, user_body

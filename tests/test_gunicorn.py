@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import select
 
-from myservice.data.db import make_engine
+from myservice.data.engine import make_engine
 from tests.support.client import CLIENT_TIMEOUT, call
 from tests.support.factories import user_body
 from tests.support.raw_http import (

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from myservice.data.db import make_engine
+from myservice.data.engine import make_engine
 from tests.support.client import call, concurrently, created
 from tests.support.database import assert_invariants, delete_all_rows, short_lived_engine
 from tests.support.factories import new_group, new_user, new_users, unique

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event, select, update
 
-from myservice.data.db import SQLITE_BUSY_TIMEOUT_MS
+from myservice.data.engine import SQLITE_BUSY_TIMEOUT_MS
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import LAST_USED_RESOLUTION, TOKENS, note_use
 from myservice.data.scripts import session_scope

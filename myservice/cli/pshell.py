@@ -27,7 +27,7 @@ def setup(env):
     request = env["request"]
     request.tm.begin()
     # The shell's request is a GET, whose session would run each statement by itself, committed
-    # at once (see myservice.data.db.begin); a writing request's would hold SQLite's write lock
+    # at once (see myservice.data.engine.begin); a writing request's would hold SQLite's write lock
     # for as long as the shell is open. The shell's session begins a plain transaction instead.
     request.dbsession = joined_session(request)
     refuse_commits_while_read_only(request.dbsession, OVERRIDE)

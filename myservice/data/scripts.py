@@ -14,7 +14,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from myservice.data.db import is_conflict, make_engine
+from myservice.data.db import is_conflict
+from myservice.data.engine import make_engine
 from myservice.data.errors import OperatorError
 
 

@@ -38,8 +38,9 @@ from dataclasses import dataclass
 
 import psycopg
 
-from myservice.data.db import POSTGRES_CONNECT_ARGS, behind_pgbouncer
+from myservice.data.engine import behind_pgbouncer
 from myservice.data.processthread import PerProcessThread
+from myservice.data.timeouts import POSTGRES_CONNECT_ARGS
 
 log = logging.getLogger(__name__)
 

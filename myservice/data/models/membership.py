@@ -11,7 +11,7 @@ deadlocking: first the user row, then group rows in ascending id order, then mem
 - PATCH and DELETE of a group take the group row FOR UPDATE.
 
 SQLite has no row locks: every writing request holds the database's write lock from BEGIN
-(``BEGIN IMMEDIATE``, see ``myservice.data.db``), so writers run one at a time.
+(``BEGIN IMMEDIATE``, see ``myservice.data.engine``), so writers run one at a time.
 """
 
 from sqlalchemy import delete, select

@@ -52,7 +52,7 @@ class UTCDateTime(TypeDecorator):
         return value
 
     def result_processor(self, dialect, coltype):
-        # PostgreSQL sessions run with TimeZone=UTC (``myservice.data.db.make_engine``), so
+        # PostgreSQL sessions run with TimeZone=UTC (``myservice.data.engine.make_engine``), so
         # values arrive as aware UTC datetimes already: a call per value would change nothing.
         if dialect.name == "postgresql":
             return None

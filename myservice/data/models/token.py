@@ -15,7 +15,8 @@ from sqlalchemy import JSON, Boolean, String, bindparam, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from myservice.data.db import SQLITE_BUSY_TIMEOUT_MS, mark_changed
+from myservice.data.db import mark_changed
+from myservice.data.engine import SQLITE_BUSY_TIMEOUT_MS
 from myservice.data.models.meta import Base, BigId, UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from waitress.adjustments import Adjustments
 
 from myservice.data.errors import BadSettings
 from myservice.data.roundtrips import cancel_commits_in_flight
-from myservice.edge.server import STOP_SIGNALS, build_server, cannot_listen, run, stop_signals
+from myservice.edge.server import build_server, cannot_listen
+from myservice.edge.stopping import STOP_SIGNALS, run, stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def serve_processes(app, count, graceful_timeout, settings, slow_clients):
     The sockets are bound here, before any process is forked, and each child builds its own
     server over them (its own threads, trigger and main loop: none survives a fork); the
     kernel hands each new connection to one of them. ``app`` was built before the fork: its
-    pools give each child empty ones (``data.db.empty_pool_after_fork``), and its threads
+    pools give each child empty ones (``data.engine.empty_pool_after_fork``), and its threads
     start in each child with its first request. This process only supervises: it starts a
     child again that died, and at SIGTERM or SIGINT closes its copies of the sockets (so that
     once every child has closed its own, connections are refused), passes the signal on and

@@ -5,8 +5,9 @@
 
 from myservice.data.errors import BadSettings
 from myservice.edge.processes import process_count, serve_processes
-from myservice.edge.server import build_server, cannot_listen, run, stop_before_serving
+from myservice.edge.server import build_server, cannot_listen, stop_before_serving
 from myservice.edge.slowclients import SlowClients
+from myservice.edge.stopping import run
 
 #: Seconds the requests in flight get to finish after SIGTERM, unless ``graceful_timeout`` says
 #: otherwise (gunicorn's setting of the same name has the same meaning; its default is 30).

@@ -18,7 +18,7 @@ waitress 3.0.2 this server:
   ``request_body_timeout`` and ``request_body_min_rate``, options of its own);
 - warns that requests queue for a thread at most once a minute, not once per request
   (``Dispatcher``);
-- stops gracefully on SIGTERM or SIGINT (``run``, ``drain``): it stops listening, lets the
+- stops gracefully on SIGTERM or SIGINT (``myservice.edge.stopping``): it stops listening, lets the
   requests it has begun to receive finish within ``graceful_timeout`` seconds (a
   ``[server:main]`` option of its own), answers them with ``Connection: close``, then exits;
 - serves from several processes with ``processes = N`` (or ``auto``: one per core), another
@@ -32,13 +32,10 @@ See docs/waitress-upstream.md for the two waitress behaviours fixed here.
 import errno
 import logging
 import os
-import signal
 import sys
 import time
-from contextlib import contextmanager
 from http import HTTPStatus
 
-from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError
@@ -49,7 +46,6 @@ from myservice.data.errors import OperatorError
 from myservice.edge.jsonbody import too_large
 from myservice.edge.problems import PROBLEM_JSON, problem_document
 from myservice.edge.requestid import echoed_or_new
-from myservice.edge.slowclients import SlowClients
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +60,6 @@ OWN_OPTIONS = (
     "request_body_timeout",
     "request_body_min_rate",
 )
-
-#: The signals that stop the server gracefully; a second one stops the wait.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 #: What the client is told, by status; a 413 names the limit, a 400 what is malformed.
 DETAILS = {
@@ -296,91 +289,6 @@ def stop_before_serving(message):
     os._exit(OperatorError.exit_status)
 
 
-def run(server, graceful_timeout, slow_clients):
-    """waitress's main loop until a stop signal, then ``drain``: a bounded, graceful stop."""
-    sockets = server.socket_map
-    first = next(listeners(sockets))
-    adj = first.adj
-    timeout = min(adj.asyncore_loop_timeout, SlowClients.INTERVAL)
-    with stop_signals(first.pull_trigger) as stop:
-        while stop.deadline is None:
-            wasyncore.loop(timeout, adj.asyncore_use_poll, sockets, count=1)
-            slow_clients.check(sockets)
-        stop.deadline = min(stop.deadline, time.monotonic() + graceful_timeout)
-        drain(sockets, stop, adj.asyncore_use_poll, slow_clients)
-
-
-class Stop:
-    """When the server must be stopped by: None until a stop signal arrives; and how many."""
-
-    deadline = None
-    signals = 0
-
-
-@contextmanager
-def stop_signals(wake):
-    """SIGTERM and SIGINT set ``Stop.deadline`` (a second one: now) and ``wake`` the main loop.
-
-    The handler runs on the main thread between two bytecodes of the loop, so it only notes the
-    signal and pulls the trigger (a byte down a pipe the loop watches), which ends the loop's
-    ``select`` at once; the loop itself then stops.
-    """
-    stop = Stop()
-
-    def handler(signum, frame):
-        stop.deadline = time.monotonic() if stop.deadline is not None else float("inf")
-        stop.signals += 1
-        wake()
-
-    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # a forked server's (fork_server)
-    try:
-        yield stop
-    finally:
-        for signum, action in previous.items():
-            signal.signal(signum, action)
-
-
-def drain(sockets, stop, use_poll, slow_clients):
-    """Stop listening, finish what is in flight until ``stop.deadline``, close the rest.
-
-    New connections are refused from the first moment: the listening sockets are closed (their
-    triggers stay open for the task threads). A connection counts as in flight while it has a
-    request being received, queued or served, or a response not yet sent; the others are idle
-    and closed at once. Each response from now on carries ``Connection: close``. A request still
-    running at the deadline is abandoned with the process: its database connection closes, so
-    its transaction is rolled back.
-    """
-    for listener in list(listeners(sockets)):
-        listener.draining = True
-        wasyncore.dispatcher.close(listener)
-    busy = close_idle(sockets)
-    log.info(
-        "stopping: no new connections; %d in flight get up to %.0fs",
-        len(busy),
-        stop.deadline - time.monotonic(),
-    )
-    while busy and (remaining := stop.deadline - time.monotonic()) > 0:
-        # A task thread pulls the trigger when it ends, so this wakes as soon as anything moves.
-        wasyncore.loop(min(remaining, SlowClients.INTERVAL), use_poll, sockets, count=1)
-        slow_clients.check(sockets)  # a slow client is in flight only as long as it may be
-        busy = close_idle(sockets)
-    if busy:
-        log.warning("exiting with %d connection(s) unfinished: out of time", len(busy))
-    else:
-        log.info("stopped: every request in flight was answered")
-
-
-def close_idle(sockets):
-    """Close the connections with nothing in flight; return the others."""
-    busy = []
-    for channel in [d for d in sockets.values() if isinstance(d, HTTPChannel)]:
-        if channel.requests or channel.request is not None or channel.total_outbufs_len:
-            busy.append(channel)
-        elif not channel.will_close:
-            channel.handle_close()
-    return busy
-
-
 def listeners(sockets):
+    """The server's listening sockets (one per ``listen`` address) among its ``sockets``."""
     return (d for d in sockets.values() if isinstance(d, BaseWSGIServer))

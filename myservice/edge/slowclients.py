@@ -2,7 +2,7 @@
 
 A client that trickles its head or body a byte at a time would otherwise hold one of the
 server's connection slots for as long as it likes, and make a graceful stop wait for it.
-``SlowClients`` is checked from the server's main loop (``myservice.edge.server.run``/``drain``).
+``SlowClients`` is checked from the server's main loop (``myservice.edge.stopping.run``/``drain``).
 """
 
 import time

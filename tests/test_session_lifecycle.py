@@ -21,6 +21,7 @@ from myservice.data.models import User
 from myservice.data.models.change import CHANGES
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import TOKENS
+from myservice.data.roundtrips import CommittingCursor
 from tests.support.app import app_with_views, with_token
 
 SERIALIZATION_FAILURE = (
@@ -297,7 +298,7 @@ def test_a_reading_request_sends_only_its_query_and_a_writing_one_a_whole_transa
         if "api_tokens" not in statement:  # the token's look-up (test_security.py)
             # a write's BEGIN is "BEGIN; SET LOCAL ..." on PostgreSQL: one message (test_timeouts)
             word = statement.split()[0].rstrip(";")
-            sent.append(f"{word}+COMMIT" if statement.endswith("; COMMIT") else word)
+            sent.append(f"{word}+COMMIT" if isinstance(cursor, CommittingCursor) else word)
 
     def commit(connection):
         # SQLAlchemy's COMMIT: psycopg sends one only if the transaction is still open

@@ -4,9 +4,7 @@
 - ``make_engine``: the driver in autocommit, so that ``begin`` decides how each connection's
   transaction starts (none for a read, ``BEGIN IMMEDIATE`` for a SQLite write); PostgreSQL
   sessions in UTC, directly or behind PgBouncer; SQLite made to behave like PostgreSQL
-  (``configure_sqlite``); an empty pool in a forked child (``empty_pool_after_fork``); and
-  on PostgreSQL, a write's COMMIT in the message of the feed's statement
-  (``myservice.data.roundtrips``).
+  (``configure_sqlite``); an empty pool in a forked child (``empty_pool_after_fork``).
 
 The session built on it, per request, is ``myservice.data.db``'s.
 """
@@ -19,7 +17,6 @@ from pyramid.settings import asbool
 from sqlalchemy import engine_from_config, event
 from sqlalchemy.engine import make_url
 
-from myservice.data import roundtrips
 from myservice.data.errors import BadSettings
 from myservice.data.timeouts import POSTGRES_CONNECT_ARGS, set_local
 
@@ -71,7 +68,6 @@ def make_engine(settings, url=None):
         configure_sqlite(engine)
     else:
         event.listen(engine, "begin", functools.partial(begin, timeouts=set_local(settings)))
-        roundtrips.install(engine)  # a write's COMMIT rides with the feed's statement
     empty_pool_after_fork(engine)
     return engine
 

@@ -26,10 +26,6 @@ import contextlib
 import threading
 
 from psycopg import ClientCursor
-from sqlalchemy import event
-
-#: The execution option that makes a statement's message end with the COMMIT.
-AND_COMMIT = "and_commit"
 
 #: Seconds to wait for the server to take a cancel request, at exit.
 CANCEL_TIMEOUT = 2.0
@@ -37,6 +33,14 @@ CANCEL_TIMEOUT = 2.0
 #: The driver connections whose statement-and-COMMIT message is in flight.
 _in_flight = set()
 _in_flight_lock = threading.Lock()
+
+
+class CommittingCursor(ClientCursor):
+    """A client-bound cursor whose statement's message ends with the COMMIT; it answers with
+    the statement's result (the COMMIT's comes after it)."""
+
+    def execute(self, query, params=None, **options):
+        return super().execute(f"{query}; COMMIT", params, **options)
 
 
 def execute_and_commit(session, statement, parameters):
@@ -52,22 +56,15 @@ def execute_and_commit(session, statement, parameters):
         return connection.execute(statement, parameters)
     driver_connection = connection.connection.dbapi_connection
     server_bound = driver_connection.cursor_factory
-    driver_connection.cursor_factory = ClientCursor
+    driver_connection.cursor_factory = CommittingCursor
     with _in_flight_lock:
         _in_flight.add(driver_connection)
     try:
-        return connection.execute(statement, parameters, execution_options={AND_COMMIT: True})
+        return connection.execute(statement, parameters)
     finally:
         with _in_flight_lock:
             _in_flight.discard(driver_connection)
         driver_connection.cursor_factory = server_bound
-
-
-def add_commit(connection, cursor, statement, parameters, context, executemany):
-    """``before_cursor_execute``: end ``execute_and_commit``'s statement with the COMMIT."""
-    if context is not None and context.execution_options.get(AND_COMMIT):
-        statement += "; COMMIT"
-    return statement, parameters
 
 
 @atexit.register
@@ -80,8 +77,3 @@ def cancel_commits_in_flight():
     for driver_connection in waiting:
         with contextlib.suppress(Exception):  # answered or closed meanwhile: nothing to cancel
             driver_connection.cancel_safe(timeout=CANCEL_TIMEOUT)
-
-
-def install(engine):
-    """Let ``engine``'s connections carry a COMMIT with ``execute_and_commit`` (PostgreSQL)."""
-    event.listen(engine, "before_cursor_execute", add_commit, retval=True)

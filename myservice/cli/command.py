@@ -10,6 +10,7 @@
   ``--during-maintenance`` (``add_maintenance_override``).
 """
 
+import argparse
 import functools
 import sys
 from contextlib import contextmanager
@@ -20,6 +21,9 @@ from myservice.data.scripts import session_scope
 
 #: The option that lets a tool write while the service is read-only for maintenance.
 OVERRIDE = "--during-maintenance"
+
+#: The help of every tool's first argument.
+INI_HELP = "the service's ini file (development.ini, production.ini)"
 
 #: Exit status after Ctrl-C (128 + SIGINT), as a shell reports it.
 INTERRUPTED = 130
@@ -43,6 +47,18 @@ def console_script(prog):
         return run
 
     return decorate
+
+
+def tool_parser(prog, description, epilog=None):
+    """The argument parser of tool ``prog``, whose first argument is the service's ini file."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("ini", help=INI_HELP)
+    return parser
 
 
 def add_maintenance_override(parser):

@@ -15,11 +15,15 @@ arguments; 75 in maintenance mode. ``DATABASE_URL`` overrides the ini's
 database, as it does for the app.
 """
 
-import argparse
 import json
 import sys
 
-from myservice.cli.command import add_maintenance_override, console_script, tool_session
+from myservice.cli.command import (
+    add_maintenance_override,
+    console_script,
+    tool_parser,
+    tool_session,
+)
 from myservice.data.models import User
 from myservice.data.models.change import erase_data, names
 from myservice.data.models.idempotency import forget_keys, stored_responses
@@ -35,8 +39,7 @@ class Refused(Exception):
 
 @console_script("myservice-erase")
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="myservice-erase", description=__doc__.splitlines()[0])
-    parser.add_argument("ini", help="the service's ini file (development.ini, production.ini)")
+    parser = tool_parser("myservice-erase", __doc__.splitlines()[0])
     parser.add_argument("user_ids", metavar="USER_ID", type=int, nargs="+")
     add_maintenance_override(parser)
     args = parser.parse_args(argv)

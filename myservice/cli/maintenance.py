@@ -4,11 +4,9 @@ What the mode does to requests, and how soon every process follows, is
 ``myservice.edge.maintenance``'s story; what it does to the tools, ``myservice.cli.command``'s.
 """
 
-import argparse
-
 from pyramid.paster import get_appsettings
 
-from myservice.cli.command import console_script
+from myservice.cli.command import console_script, tool_parser
 from myservice.data.errors import OperatorError
 from myservice.data.models.maintenance import read_mode, switch_mode
 from myservice.data.scripts import session_scope
@@ -24,14 +22,12 @@ command itself work as ever. Turning it on waits for a tool's commit under way."
 
 @console_script("myservice-maintenance")
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="myservice-maintenance",
-        description="Turn the service's read-only maintenance mode on or off, or show it. "
+    parser = tool_parser(
+        "myservice-maintenance",
+        "Turn the service's read-only maintenance mode on or off, or show it. "
         "DATABASE_URL overrides the ini's database.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        EPILOG,
     )
-    parser.add_argument("ini", help="the service's ini file (development.ini, production.ini)")
     parser.add_argument("action", choices=("on", "off", "status"))
     args = parser.parse_args(argv)
     settings = get_appsettings(args.ini, name="main")

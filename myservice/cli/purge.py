@@ -5,9 +5,12 @@ while the service serves (from cron, say): it deletes in batches, each its own t
 and skips keys that a request is claiming.
 """
 
-import argparse
-
-from myservice.cli.command import add_maintenance_override, console_script, tool_session
+from myservice.cli.command import (
+    add_maintenance_override,
+    console_script,
+    tool_parser,
+    tool_session,
+)
 from myservice.data.models.idempotency import purge_expired
 from myservice.data.models.meta import utcnow
 from myservice.data.scripts import opened_engine
@@ -25,13 +28,7 @@ Exit status: 0; 2 for bad arguments or a database that cannot be used; 75 as abo
 
 @console_script("myservice-purge")
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="myservice-purge",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("ini", help="the service's ini file (development.ini, production.ini)")
+    parser = tool_parser("myservice-purge", DESCRIPTION, EPILOG)
     add_maintenance_override(parser)
     args = parser.parse_args(argv)
     purged, now = 0, utcnow()

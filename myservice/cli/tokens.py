@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from sqlalchemy.exc import IntegrityError
 
-from myservice.cli.command import add_maintenance_override, console_script, tool_session
+from myservice.cli.command import INI_HELP, add_maintenance_override, console_script, tool_session
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import (
     SCOPES,
@@ -79,7 +79,7 @@ def parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = main.add_subparsers(dest="command", required=True, parser_class=Parser)
-    ini = {"help": "the service's ini file (development.ini, production.ini)"}
+    ini = {"help": INI_HELP}
     create = commands.add_parser("create", help="create a token and print it")
     create.add_argument("ini", **ini)
     create.add_argument("--name", type=token_name, required=True, help="unique, e.g. deploy-bot")

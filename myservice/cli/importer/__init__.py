@@ -18,13 +18,13 @@ and checks a CSV file's header, ``batches`` checks and stores the rows batch by 
 the command too (``__main__``).
 """
 
-import argparse
 import sys
 
 from myservice.cli.command import (
     INTERRUPTED,
     add_maintenance_override,
     console_script,
+    tool_parser,
 )
 from myservice.cli.importer.batches import Importer
 from myservice.cli.importer.progress import Bar, DeferredInterrupt, plain_progress
@@ -43,13 +43,7 @@ imported (no header) or a database that cannot be used; 75 as above; 130 after C
 
 
 def parser():
-    parser = argparse.ArgumentParser(
-        prog="myservice-import",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("ini", help="the service's ini file (development.ini, production.ini)")
+    parser = tool_parser("myservice-import", DESCRIPTION, EPILOG)
     parser.add_argument(
         "file",
         help=f"a .csv file whose first line names its columns ({', '.join(COLUMNS)}), "

@@ -186,6 +186,6 @@ class Listener(PerProcessThread):
 
 def token_cache(engine, settings):
     """The cache for a process serving ``engine``'s database: with a listener on PostgreSQL
-    reached directly, without one on SQLite or through PgBouncer (``db.behind_pgbouncer``)."""
+    reached directly, without one on SQLite or through PgBouncer (``engine.behind_pgbouncer``)."""
     listens = engine.dialect.name == "postgresql" and not behind_pgbouncer(settings)
     return TokenCache(engine if listens else None)

@@ -26,6 +26,7 @@ from tests.support.raw_http import (
     stream_until_answered,
 )
 from tests.support.servers import running_gunicorn
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -86,7 +87,10 @@ def test_each_of_two_gunicorn_workers_serves_the_api(gunicorn):
     assert created.status == 201, created.body
     assert fetched.status == 200, fetched.body
     assert fetched.json() == created.json()
-    assert any("2 workers x 8 threads" in line for line in gunicorn.log_lines())
+    eventually(  # an INFO line: written within production.ini's bound (edge.logwriting)
+        lambda: any("2 workers x 8 threads" in line for line in gunicorn.log_lines()),
+        "gunicorn's line on its workers",
+    )
 
 
 def test_gunicorn_answers_a_request_in_flight_at_sigterm_and_exits(gunicorn):

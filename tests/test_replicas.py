@@ -8,7 +8,6 @@ the test, not of timing; the standby is really stopped and started.
 """
 
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,19 +26,10 @@ from tests.support.pgbouncer import running_pgbouncer
 from tests.support.replicas import PostgresBinariesMissing, running_pair
 from tests.support.servers import running_production_server
 from tests.support.tcpproxy import TcpProxy
+from tests.support.waiting import eventually
 
 #: Seconds any wait of these tests may last (each a bounded loop).
 DEADLINE = 20
-
-
-def eventually(condition, what, seconds=DEADLINE):
-    """Wait until ``condition()`` is true, looking every 50 ms for at most ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"waited {seconds}s for {what}, in vain")
 
 
 @pytest.fixture(scope="module")

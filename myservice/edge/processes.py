@@ -110,8 +110,9 @@ def fork_server(app, settings, graceful_timeout, slow_clients):
     except BaseException:
         log.exception("server process %d failed", os.getpid())
         status = 1
-    finally:
-        cancel_commits_in_flight()  # os._exit skips atexit (myservice.data.roundtrips)
+    finally:  # os._exit skips atexit: what it would do, here
+        cancel_commits_in_flight()  # myservice.data.roundtrips
+        logging.shutdown()  # the log lines still pending (myservice.edge.logwriting)
         os._exit(status)
 
 

@@ -284,8 +284,8 @@ def cannot_listen(settings, error):
 
 def stop_before_serving(message):
     """End the process with ``message`` as one line and exit status 2 (see ``cannot_listen``)."""
+    logging.shutdown()  # the lines logged before it first (myservice.edge.logwriting)
     print(f"myservice: {message}", file=sys.stderr, flush=True)
-    logging.shutdown()
     os._exit(OperatorError.exit_status)
 
 

@@ -9,7 +9,9 @@ a request line is broken.
 
 import http.client
 import json
+import re
 import socket
+import time
 
 import pytest
 
@@ -352,6 +354,49 @@ def test_concurrent_keep_alive_connections_are_all_answered(server):
 
     assert [len(replies) for replies in results] == [50] * 8
     assert all(reply == (200, b'{"status":"ok"}') for replies in results for reply in replies)
+
+
+def test_a_keep_alive_connection_is_read_again_as_soon_as_its_response_is_sent(bare):
+    """The task sends each response itself and does not wake the main loop, which must
+    therefore still be polling the connection: a request it did not see would wait for the
+    loop's timeout (about a second), 100 of them for minutes. Together they take milliseconds;
+    the bound is 50 times that."""
+    started = time.monotonic()
+
+    replies = requests_on_one_connection(bare, [("GET", "/", {})] * 100)
+
+    assert [(reply.status, reply.body) for reply in replies] == [(200, b"Hello")] * 100
+    assert time.monotonic() - started < CLIENT_TIMEOUT
+
+
+def replies_on(sock, count):
+    """The next ``count`` responses on ``sock`` (each framed by its Content-Length), read from
+    one stream of bytes: status and body of each."""
+    replies, data = [], b""
+    while len(replies) < count:
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {len(replies)} replies"
+        data += chunk
+        while b"\r\n\r\n" in data:
+            head_bytes, _, rest = data.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?im)^content-length: *(\d+)", head_bytes)[1])
+            if len(rest) < length:
+                break
+            replies.append((int(head_bytes.split(b" ", 2)[1]), rest[:length]))
+            data = rest[length:]
+    return replies
+
+
+def test_requests_sent_together_are_answered_in_order_and_the_connection_stays_open(bare):
+    """A client that pipelines: the second request is read while the first is served (held
+    100 ms), the third after; each answer goes out in order, then the connection serves on."""
+    paths = ["/stream/3", "/slow/100", "/stream/7"]
+    with connect(bare) as sock:
+        sock.sendall(b"".join(head("GET", path) for path in paths))
+        assert replies_on(sock, 3) == [(200, b"012"), (200, b"Hello"), (200, b"0123456")]
+
+        sock.sendall(head("GET", "/stream/5"))
+        assert replies_on(sock, 1) == [(200, b"01234")]
 
 
 def test_requests_queued_for_a_thread_are_warned_of_once_not_once_each(tmp_path):

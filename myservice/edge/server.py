@@ -1,10 +1,12 @@
-"""The server: waitress and nine small changes, started by ``myservice.edge.runner`` (the
+"""The server: waitress and ten small changes, started by ``myservice.edge.runner`` (the
 ``paste.server_runner``, egg:myservice).
 
 ``[server:main]`` takes waitress's own options (listen, threads, trusted_proxy...). Over stock
 waitress 3.0.2 this server:
 
 - stops the main loop from spinning while a task thread writes a response (``Channel``);
+- has the task thread send its whole response in one call when it ends, and wakes the main
+  loop only when that left it something to do (``Channel``, ``KeepAliveTask.finish``);
 - refuses a body over the app's ``myservice.max_body_bytes`` while it arrives, before the app
   sees it (``max_request_body_size``), and never invites such a body with 100 Continue
   (``Parser``);
@@ -33,6 +35,7 @@ import errno
 import logging
 import os
 import sys
+import threading
 import time
 from http import HTTPStatus
 
@@ -51,6 +54,13 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two warnings that requests queue for a thread.
 QUEUE_WARNING_SECONDS = 60
+
+#: Bytes of a response a task thread gathers before it sends them: the head and body of a
+#: usual response go out in one call when the task ends (``KeepAliveTask.finish``).
+SEND_BYTES = 16 * 1024
+
+#: The channel whose request this task thread is serving (``Channel.service``).
+serving = threading.local()
 
 #: The ``[server:main]`` options of this runner's own, which stock waitress would refuse.
 OWN_OPTIONS = (
@@ -103,6 +113,16 @@ class KeepAliveTask(WSGITask):
     for a close only ``if not self.close_on_finish``: setting that flag around the call skips
     exactly that rule, while ``Connection: close`` from the client still closes.
     """
+
+    def finish(self):
+        """Send the response now, from this thread, in one call when it is below ``SEND_BYTES``
+        (waitress would leave it for the main loop, woken by the trigger). What the socket
+        does not take (a slow reader) is left to the main loop (``Channel.service``)."""
+        super().finish()
+        channel = self.channel
+        if channel.total_outbufs_len:
+            with channel.outbuf_lock:
+                channel._flush_exception(channel._flush_some, do_close=False)
 
     def build_response_header(self):
         if self.channel.server.draining and not self.close_on_finish:
@@ -169,7 +189,17 @@ def refuse_transfer_encoding_in_http_1_0(request):
 
 
 class Channel(HTTPChannel):
-    """A connection whose socket the main loop polls for writing only when it can write."""
+    """A connection whose socket the main loop polls for writing only when it can write, and
+    for reading while its request is served, so that the task can end without waking it.
+
+    waitress's task ends each request by pulling the trigger (a byte down a pipe): the main
+    loop wakes, sends the response and polls the socket for the next request again, two
+    system calls and a hand-over of the interpreter lock per request. Here the task sends the
+    response itself (``KeepAliveTask.finish``), the socket stays polled for reading meanwhile
+    (``readable``), and the trigger is pulled only when the main loop has something to do
+    (``ends_quietly``): output the socket did not take, a connection to close, a request read
+    ahead. About 7% of a served GET (docs/performance.md).
+    """
 
     error_task_class = ProblemTask
     task_class = KeepAliveTask
@@ -182,12 +212,15 @@ class Channel(HTTPChannel):
         ``outbuf_lock`` (in ``write_soon``), ``handle_write`` cannot take it
         (``_flush_some_if_lockable``), so ``select`` returns at once and the main loop spins,
         holding the GIL the task needs. Nothing is lost by waiting: the task flushes what it
-        writes itself (``write_soon``), and it pulls the trigger when it ends (``service``).
+        writes itself (``write_soon``, ``KeepAliveTask.finish``), and it pulls the trigger when
+        it ends with output left (``service``).
         Above ``outbuf_high_watermark`` the task waits for the main loop to drain the output
         (``_flush_outbufs_below_high_watermark``, which releases the lock), so it stays true.
         """
         if self.will_close or not self.requests or not self.total_outbufs_len:
             return super().writable()
+        if self.total_outbufs_len < self.adj.send_bytes:
+            return False  # the task sends it when it ends (``KeepAliveTask.finish``)
         if self.total_outbufs_len >= self.adj.outbuf_high_watermark:
             return True
         if not self.outbuf_lock.acquire(blocking=False):
@@ -195,15 +228,57 @@ class Channel(HTTPChannel):
         self.outbuf_lock.release()
         return True
 
+    def readable(self):
+        """waitress's rule, but for the request being served: its socket stays polled.
+
+        waitress stops reading a connection while a request is served or output is pending,
+        and must be woken to read it again. The task thread changes both without waking it
+        (``ends_quietly``), so neither may stop the polling; one request read ahead (a client
+        that pipelines) still does, and output pending once no task runs (a slow reader).
+        """
+        return not (
+            self.will_close
+            or self.close_when_flushed
+            or len(self.requests) > 1
+            or (self.total_outbufs_len and not self.requests)
+        )
+
+    def service(self):
+        """waitress's, with this channel known to ``pull_trigger_unless_quiet``."""
+        serving.channel = self
+        try:
+            super().service()
+        finally:
+            serving.channel = None
+
+    def ends_quietly(self):
+        """Whether the task that served this channel ends with nothing for the main loop to do:
+        the response sent, no request read ahead, the connection open and polled for reading."""
+        return self.connected and not (
+            self.requests or self.total_outbufs_len or self.will_close or self.close_when_flushed
+        )
+
     def write_soon(self, data):
         """waitress's ``write_soon`` pulls the trigger while it still holds ``outbuf_lock``, so
         ``writable`` may answer no to that very wake-up. Pull it again once the lock is free
         while output waits (a slow client's full socket), so that output is not left for the
         task's next write or the main loop's timeout (``asyncore_loop_timeout``, 1 s)."""
         written = super().write_soon(data)
-        if self.total_outbufs_len:
+        if self.total_outbufs_len >= self.adj.send_bytes:
             self.server.pull_trigger()
         return written
+
+
+def pull_trigger_unless_quiet(pull):
+    """A listener's ``pull_trigger`` (``pull``), skipped when it is the last act of a task
+    whose channel ends quietly (``Channel.ends_quietly``)."""
+
+    def pull_trigger():
+        channel = getattr(serving, "channel", None)
+        if channel is None or not channel.ends_quietly():
+            pull()
+
+    return pull_trigger
 
 
 class Dispatcher(ThreadedTaskDispatcher):
@@ -254,6 +329,10 @@ def build_server(app, **settings):
     for dispatcher in listeners(sockets):  # one per listen address
         dispatcher.channel_class = Channel
         dispatcher.draining = False
+        dispatcher.pull_trigger = pull_trigger_unless_quiet(dispatcher.pull_trigger)
+        # waitress 3.0.2 deprecates its option send_bytes (and warns when it is given) but its
+        # channel still reads it: how much output waits before a task sends it.
+        dispatcher.adj.send_bytes = SEND_BYTES
     server.socket_map = sockets
     return server
 

@@ -89,7 +89,8 @@ def drain(sockets, stop, use_poll, slow_clients):
         stop.deadline - time.monotonic(),
     )
     while busy and (remaining := stop.deadline - time.monotonic()) > 0:
-        # A task thread pulls the trigger when it ends, so this wakes as soon as anything moves.
+        # A task thread pulls the trigger when it ends with its connection to close, as every
+        # one does from now on (``Channel.ends_quietly``): this wakes as soon as one finishes.
         wasyncore.loop(min(remaining, SlowClients.INTERVAL), use_poll, sockets, count=1)
         slow_clients.check(sockets)  # a slow client is in flight only as long as it may be
         busy = close_idle(sockets)

@@ -21,7 +21,7 @@ from myservice.data.models import User
 from myservice.data.models.change import CHANGES
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import TOKENS
-from myservice.data.roundtrips import CommittingCursor
+from myservice.data.roundtrips import BeginningCursor, CommittingCursor
 from tests.support.app import app_with_views, with_token
 
 SERIALIZATION_FAILURE = (
@@ -297,8 +297,13 @@ def test_a_reading_request_sends_only_its_query_and_a_writing_one_a_whole_transa
     def record(connection, cursor, statement, *args):
         if "api_tokens" not in statement:  # the token's look-up (test_security.py)
             # a write's BEGIN is "BEGIN; SET LOCAL ..." on PostgreSQL: one message (test_timeouts)
+            # that rides with its first statement (roundtrips.BeginningCursor)
             word = statement.split()[0].rstrip(";")
-            sent.append(f"{word}+COMMIT" if isinstance(cursor, CommittingCursor) else word)
+            if isinstance(cursor, CommittingCursor):
+                word = f"{word}+COMMIT"
+            elif isinstance(cursor, BeginningCursor):
+                word = f"BEGIN+{word}"
+            sent.append(word)
 
     def commit(connection):
         # SQLAlchemy's COMMIT: psycopg sends one only if the transaction is still open
@@ -321,14 +326,32 @@ def test_a_reading_request_sends_only_its_query_and_a_writing_one_a_whole_transa
     # On PostgreSQL that is one statement (WITH counter AS (UPDATE ...) INSERT ...) which
     # carries the COMMIT, so the counter row is not held across a round trip
     # (myservice.data.roundtrips). The app's first write reads the maintenance switch first.
+    # The BEGIN rides with the first statement there too: two round trips in all for bob.
     if engine.dialect.name == "postgresql":
-        feed = ["WITH+COMMIT", "(committed)"]
+        first, feed = ["BEGIN+SELECT"], ["WITH+COMMIT", "(committed)"]
     else:
-        feed = ["UPDATE", "INSERT", "COMMIT"]
-    assert sent == ["BEGIN", "SELECT", "INSERT", *feed]
+        first, feed = ["BEGIN", "SELECT"], ["UPDATE", "INSERT", "COMMIT"]
+    assert sent == [*first, "INSERT", *feed]
     sent.clear()
     client.post_json("/users", {"username": "bob", "email": "bob@example.com"}, status=201)
-    assert sent == ["BEGIN", "INSERT", *feed]
+    if engine.dialect.name == "postgresql":
+        assert sent == ["BEGIN+INSERT", *feed]
+    else:
+        assert sent == ["BEGIN", "INSERT", *feed]
+
+
+def test_a_write_that_sent_no_statement_leaves_no_begin_for_the_next_user_of_its_connection(
+    engine, postgres_only
+):
+    """The BEGIN waits for the transaction's first statement (roundtrips.BeginningCursor); when
+    none came, the pooled connection must not send it with the next, a read's, say."""
+    with engine.connect().execution_options(access="write") as connection:
+        connection.begin()
+        driver_connection = connection.connection.dbapi_connection
+        connection.rollback()
+
+    driver_connection.execute("SELECT 1")  # as the next checkout's first statement would go
+    assert driver_connection.info.transaction_status == TransactionStatus.IDLE
 
 
 def test_raw_sql_writes_need_mark_changed_or_they_are_rolled_back(client, engine):

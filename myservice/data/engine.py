@@ -18,6 +18,7 @@ from sqlalchemy import engine_from_config, event
 from sqlalchemy.engine import make_url
 
 from myservice.data.errors import BadSettings
+from myservice.data.roundtrips import carry_begin, forget_begin
 from myservice.data.timeouts import POSTGRES_CONNECT_ARGS, set_local
 
 #: Seconds a SQLite writer waits for the write lock before giving up.
@@ -67,7 +68,9 @@ def make_engine(settings, url=None):
         event.listen(engine, "begin", functools.partial(begin, write="BEGIN IMMEDIATE"))
         configure_sqlite(engine)
     else:
-        event.listen(engine, "begin", functools.partial(begin, timeouts=set_local(settings)))
+        on_begin = functools.partial(begin, timeouts=set_local(settings), carry=carry_begin)
+        event.listen(engine, "begin", on_begin)
+        event.listen(engine, "checkin", forget_begin)
     empty_pool_after_fork(engine)
     return engine
 
@@ -131,7 +134,7 @@ def set_time_zone_utc(dbapi_connection, connection_record):
     dbapi_connection.autocommit = autocommit
 
 
-def begin(connection, write="BEGIN", timeouts=""):
+def begin(connection, write="BEGIN", timeouts="", carry=None):
     """Start the transaction the way this connection's request needs it (``access``).
 
     - ``"read"`` (GET, HEAD): no transaction at all. Each statement is atomic on its own, and a
@@ -140,7 +143,9 @@ def begin(connection, write="BEGIN", timeouts=""):
       that buy nothing.
     - ``"write"``: BEGIN, and on SQLite BEGIN IMMEDIATE (``write``), which takes the write lock
       up front (waiting up to the busy timeout): a deferred transaction that reads and then
-      writes fails at once with "database is locked" when another writer got there first.
+      writes fails at once with "database is locked" when another writer got there first. On
+      PostgreSQL it is not sent here but by ``carry`` (``roundtrips.carry_begin``): in the
+      message of the transaction's first statement.
     - anything else (migrations, tests, pshell): a plain BEGIN.
 
     A request's transaction (execution option ``timeouts``, see ``myservice.data.db.dbsession``)
@@ -152,7 +157,11 @@ def begin(connection, write="BEGIN", timeouts=""):
     if access == "read":
         return
     statement = write if access == "write" else "BEGIN"
-    connection.exec_driver_sql(statement + timeouts if options.get("timeouts") else statement)
+    statement = statement + timeouts if options.get("timeouts") else statement
+    if access == "write" and carry is not None:
+        carry(connection, statement)
+    else:
+        connection.exec_driver_sql(statement)
 
 
 def configure_sqlite(engine):

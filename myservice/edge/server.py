@@ -244,12 +244,20 @@ class Channel(HTTPChannel):
         )
 
     def service(self):
-        """waitress's, with this channel known to ``pull_trigger_unless_quiet``."""
+        """waitress's, with this channel known to ``pull_trigger_unless_quiet``.
+
+        A request whose first bytes came while this one was served was read ahead (the socket
+        stays polled, ``readable``); the time its client takes counts from now on, as if it had
+        been read after the response (``SlowClients``: the clock stands still meanwhile).
+        """
         serving.channel = self
         try:
             super().service()
         finally:
             serving.channel = None
+        read_ahead = self.request
+        if read_ahead is not None:
+            read_ahead.restart_clock()
 
     def ends_quietly(self):
         """Whether the task that served this channel ends with nothing for the main loop to do:

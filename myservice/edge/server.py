@@ -9,11 +9,11 @@ waitress 3.0.2 this server:
   loop only when that left it something to do (``Channel``, ``KeepAliveTask.finish``);
 - refuses a body over the app's ``myservice.max_body_bytes`` while it arrives, before the app
   sees it (``max_request_body_size``), and never invites such a body with 100 Continue
-  (``Parser``);
+  (``myservice.edge.refusals.Parser``);
 - refuses a request framed by both Content-Length and Transfer-Encoding, and an HTTP/1.0
   request with a Transfer-Encoding (``Parser``);
 - answers everything it refuses itself with an RFC 9457 problem document that carries an
-  X-Request-ID (``ProblemTask``);
+  X-Request-ID (``refusals.ProblemTask``);
 - keeps the connection open after a 204 or a 304 (``KeepAliveTask``);
 - answers 408 to a request whose head or body arrives too slowly, and closes a new connection
   that sends nothing in time (``SlowClients``: ``request_head_timeout``,
@@ -37,18 +37,14 @@ import os
 import sys
 import threading
 import time
-from http import HTTPStatus
 
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
-from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.server import BaseWSGIServer, create_server
-from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
+from waitress.task import ThreadedTaskDispatcher, WSGITask
 
 from myservice.data.errors import OperatorError
-from myservice.edge.jsonbody import too_large
-from myservice.edge.problems import PROBLEM_JSON, problem_document
-from myservice.edge.requestid import echoed_or_new
+from myservice.edge.refusals import Parser, ProblemTask
 
 log = logging.getLogger(__name__)
 
@@ -70,39 +66,6 @@ OWN_OPTIONS = (
     "request_body_timeout",
     "request_body_min_rate",
 )
-
-#: What the client is told, by status; a 413 names the limit, a 400 what is malformed.
-DETAILS = {
-    431: "the request line and headers are too large",
-    500: "the server failed to answer this request",
-    501: "the only transfer coding accepted is chunked",
-}
-
-
-class ProblemTask(ErrorTask):
-    """waitress's answer to a request it refuses, as a problem document with an X-Request-ID."""
-
-    def execute(self):
-        code = self.request.error.code
-        body = problem_document(code, self.detail(code))
-        self.status = f"{code} {HTTPStatus(code).phrase}"
-        request_id = echoed_or_new(self.request.headers.get("X_REQUEST_ID", ""))
-        self.response_headers += [("Content-Type", PROBLEM_JSON), ("X-Request-ID", request_id)]
-        self.set_close_on_finish()  # the rest of the stream cannot be trusted: close, as waitress
-        self.content_length = len(body)
-        self.write(body)
-
-    def detail(self, code):
-        if code == 413:  # waitress refuses a body of max_request_body_size bytes or more
-            return too_large(self.channel.adj.max_request_body_size - 1)
-        if code == 408:  # SlowClients says what was late
-            return self.request.error.body
-        if code in DETAILS:
-            return DETAILS[code]
-        # waitress's 400 texts are fixed phrases, some followed by the quoted bad input: keep
-        # the phrase only ("Invalid header", "Invalid chunk size", "Malformed HTTP method").
-        phrase = self.request.error.body.split('"')[0].strip().rstrip(".")
-        return f"the request is malformed: {phrase[:1].lower()}{phrase[1:]}"
 
 
 class KeepAliveTask(WSGITask):
@@ -135,57 +98,6 @@ class KeepAliveTask(WSGITask):
             return super().build_response_header()
         finally:
             self.close_on_finish = self.request.headers.get("CONNECTION", "").lower() == "close"
-
-
-class Parser(HTTPRequestParser):
-    """Never sends 100 Continue for a request already refused (e.g. a Content-Length too large),
-    and refuses a request framed by both Content-Length and Transfer-Encoding.
-
-    waitress's ``HTTPChannel.received`` sends 100 Continue whenever the headers are in and the
-    client expects it, and ``send_continue`` then marks the refused request incomplete, so
-    waitress would read the body up to the limit before it answers 413.
-
-    With both headers waitress follows Transfer-Encoding and keeps the connection open, while a
-    proxy in front of us that follows Content-Length would see another request boundary: the
-    way requests are smuggled. RFC 9112 (section 6.1) lets a server reject such a request and
-    says to close the connection after it; the 400 does both.
-    """
-
-    def __init__(self, adj):
-        super().__init__(adj)
-        self.restart_clock()  # a parser is made when the first bytes of its request arrive
-
-    def received(self, data):
-        had_head = self.headers_finished
-        consumed = super().received(data)
-        if self.error is not None:
-            self.expect_continue = False
-        if self.headers_finished and not had_head:
-            self.restart_clock()  # the head is in: the body's time starts
-        return consumed
-
-    def restart_clock(self):
-        """From now on, the time this request's client takes counts (``SlowClients``)."""
-        self.waiting_since = time.monotonic()
-        self.body_bytes_by_then = self.body_bytes_received
-
-    def parse_header(self, header_plus):
-        super().parse_header(header_plus)
-        # HTTP/1.1's Transfer-Encoding is popped into ``chunked``; HTTP/1.0's is left as it came.
-        if "CONTENT_LENGTH" in self.headers and (
-            self.chunked or "TRANSFER_ENCODING" in self.headers
-        ):
-            raise ParsingError("both Content-Length and Transfer-Encoding")
-        refuse_transfer_encoding_in_http_1_0(self)
-
-
-def refuse_transfer_encoding_in_http_1_0(request):
-    """HTTP/1.0 has no Transfer-Encoding, and waitress ignores one there: it would answer the
-    head as a bodiless request and read what a proxy sent as its body as the next request. RFC
-    9112 (section 6.1) says such framing is faulty and the connection is closed after it: the
-    400 does both."""
-    if request.version == "1.0" and "TRANSFER_ENCODING" in request.headers:
-        raise ParsingError("a Transfer-Encoding in an HTTP/1.0 request")
 
 
 class Channel(HTTPChannel):

@@ -21,7 +21,7 @@ from myservice.data.models import User
 from myservice.data.models.change import CHANGES
 from myservice.data.models.meta import utcnow
 from myservice.data.models.token import TOKENS
-from myservice.data.roundtrips import BeginningCursor, CommittingCursor
+from myservice.data.roundtrips import CarryingCursor
 from tests.support.app import app_with_views, with_token
 
 SERIALIZATION_FAILURE = (
@@ -297,12 +297,11 @@ def test_a_reading_request_sends_only_its_query_and_a_writing_one_a_whole_transa
     def record(connection, cursor, statement, *args):
         if "api_tokens" not in statement:  # the token's look-up (test_security.py)
             # a write's BEGIN is "BEGIN; SET LOCAL ..." on PostgreSQL: one message (test_timeouts)
-            # that rides with its first statement (roundtrips.BeginningCursor)
+            # that rides with its first statement (roundtrips.CarryingCursor)
             word = statement.split()[0].rstrip(";")
-            if isinstance(cursor, CommittingCursor):
-                word = f"{word}+COMMIT"
-            elif isinstance(cursor, BeginningCursor):
-                word = f"BEGIN+{word}"
+            if isinstance(cursor, CarryingCursor):
+                word = f"BEGIN+{word}" if cursor.begin else word
+                word = f"{word}+COMMIT" if cursor.commit else word
             sent.append(word)
 
     def commit(connection):
@@ -343,7 +342,7 @@ def test_a_reading_request_sends_only_its_query_and_a_writing_one_a_whole_transa
 def test_a_write_that_sent_no_statement_leaves_no_begin_for_the_next_user_of_its_connection(
     engine, postgres_only
 ):
-    """The BEGIN waits for the transaction's first statement (roundtrips.BeginningCursor); when
+    """The BEGIN waits for the transaction's first statement (roundtrips.CarryingCursor); when
     none came, the pooled connection must not send it with the next, a read's, say."""
     with engine.connect().execution_options(access="write") as connection:
         connection.begin()

@@ -4,7 +4,7 @@ of the change feed's statement (PostgreSQL): a write of one row is two round tri
 The BEGIN (with the request's ``SET LOCAL`` timeouts: ``myservice.data.timeouts``) used to be a
 round trip of its own when the session took its connection, before any statement: 11% of a
 served POST's interpreter time went to it. ``carry_begin`` has the connection's next cursor
-prepend it instead (``BeginningCursor``); a transaction that sends no statement sends no BEGIN,
+prepend it instead (``CarryingCursor``); a transaction that sends no statement sends no BEGIN,
 and psycopg then sends no COMMIT or ROLLBACK either (the server saw no transaction).
 
 Every write ends with the feed's statement (``models.change.append_changes``), which locks the
@@ -43,50 +43,53 @@ _in_flight = set()
 _in_flight_lock = threading.Lock()
 
 
-class BeginningCursor(ClientCursor):
-    """A client-bound cursor whose statement's message starts with the transaction's ``begin``;
-    it answers with the statement's result (the last of the message). It is its connection's
-    cursor for one statement: it gives the connection back its server-bound ``Cursor``."""
+class CarryingCursor(ClientCursor):
+    """A client-bound cursor for one statement whose message also carries the transaction's
+    ``begin`` before it (the BEGIN not sent yet) and, with ``commit``, its COMMIT after it. It
+    answers with the statement's result, and gives its connection back the server-bound
+    ``Cursor``. Its classes are made by ``carrying_cursor``."""
 
-    begin = "BEGIN"
+    begin = ""
+    commit = False
+    begin_results = 0  # the results before the statement's: BEGIN's and each SET LOCAL's
 
     def execute(self, query, params=None, **options):
         self.connection.cursor_factory = Cursor
-        super().execute(f"{self.begin}; {query}", params, **options)
-        while self.nextset():  # past BEGIN's and SET LOCAL's results, to the statement's
-            pass
+        before = f"{self.begin}; " if self.begin else ""
+        after = "; COMMIT" if self.commit else ""
+        super().execute(f"{before}{query}{after}", params, **options)
+        for _ in range(self.begin_results):
+            self.nextset()
         return self
 
     def executemany(self, query, params_seq, **options):
+        """One message per row: the BEGIN goes first, on its own (``execute_and_commit``, the
+        only one that asks for the COMMIT, executes one statement)."""
         self.connection.cursor_factory = Cursor
-        self.connection.execute(self.begin)  # one message per row: the BEGIN goes first
+        if self.begin:
+            self.connection.execute(self.begin)
         return super().executemany(query, params_seq, **options)
 
 
 @functools.cache
-def beginning_cursor(begin):
-    """The ``BeginningCursor`` class that sends ``begin`` (one per engine's BEGIN text)."""
-    return type("BeginningCursor", (BeginningCursor,), {"begin": begin})
+def carrying_cursor(begin="", commit=False):
+    """The ``CarryingCursor`` class that sends ``begin`` before its statement, and the COMMIT
+    after it with ``commit`` (one class per engine's BEGIN text, made once)."""
+    results = begin.count(";") + 1 if begin else 0
+    attributes = {"begin": begin, "commit": commit, "begin_results": results}
+    return type("CarryingCursor", (CarryingCursor,), attributes)
 
 
 def carry_begin(connection, begin):
     """Have ``begin`` (the transaction's BEGIN, as ``engine.begin`` makes it) sent in the
     message of ``connection``'s next statement instead of on its own."""
-    connection.connection.dbapi_connection.cursor_factory = beginning_cursor(begin)
+    connection.connection.dbapi_connection.cursor_factory = carrying_cursor(begin)
 
 
 def forget_begin(dbapi_connection, connection_record):
     """A pooled connection checked in: a BEGIN it never sent (no statement came) is dropped."""
     if dbapi_connection is not None:
         dbapi_connection.cursor_factory = Cursor
-
-
-class CommittingCursor(ClientCursor):
-    """A client-bound cursor whose statement's message ends with the COMMIT; it answers with
-    the statement's result (the COMMIT's comes after it)."""
-
-    def execute(self, query, params=None, **options):
-        return super().execute(f"{query}; COMMIT", params, **options)
 
 
 def execute_and_commit(session, statement, parameters):
@@ -101,12 +104,9 @@ def execute_and_commit(session, statement, parameters):
     if connection.in_nested_transaction():
         return connection.execute(statement, parameters)
     driver_connection = connection.connection.dbapi_connection
-    if issubclass(driver_connection.cursor_factory, BeginningCursor):  # the first statement
-        begin = driver_connection.cursor_factory.begin
-        driver_connection.cursor_factory = Cursor
-        driver_connection.execute(begin)
-    server_bound = driver_connection.cursor_factory
-    driver_connection.cursor_factory = CommittingCursor
+    pending = driver_connection.cursor_factory  # a BEGIN still to be sent goes with it too
+    begin = pending.begin if issubclass(pending, CarryingCursor) else ""
+    driver_connection.cursor_factory = carrying_cursor(begin, commit=True)
     with _in_flight_lock:
         _in_flight.add(driver_connection)
     try:
@@ -114,7 +114,7 @@ def execute_and_commit(session, statement, parameters):
     finally:
         with _in_flight_lock:
             _in_flight.discard(driver_connection)
-        driver_connection.cursor_factory = server_bound
+        driver_connection.cursor_factory = Cursor  # as the cursor does, should it not be made
 
 
 @atexit.register

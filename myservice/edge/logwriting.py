@@ -31,7 +31,9 @@ class BatchedStreamHandler(logging.StreamHandler):
     def __init__(self, stream=None, seconds=0.2, flush_level=logging.WARNING, capacity=65536):
         super().__init__(stream)
         self.seconds = float(seconds)
-        self.flush_level = logging._checkLevel(flush_level)
+        if isinstance(flush_level, str):  # as an ini's kwargs may name it
+            flush_level = logging.getLevelNamesMapping()[flush_level]
+        self.flush_level = flush_level
         self.capacity = int(capacity)
         self._start_afresh()
         os.register_at_fork(after_in_child=self._start_afresh)

@@ -13,6 +13,7 @@ import functools
 import os
 import weakref
 
+import orjson
 from pyramid.settings import asbool
 from sqlalchemy import engine_from_config, event
 from sqlalchemy.engine import make_url
@@ -54,6 +55,7 @@ def make_engine(settings, url=None):
     pgbouncer = url.get_backend_name() == "postgresql" and behind_pgbouncer(settings)
     if url.get_backend_name() == "postgresql":
         options["connect_args"] = postgres_connect_args(url, pgbouncer)
+        options["json_serializer"] = orjson.dumps  # psycopg takes its bytes (SQLite would not)
     if "sqlalchemy.pool_pre_ping" in settings:  # engine_from_config leaves "false" a string
         options["pool_pre_ping"] = asbool(settings["sqlalchemy.pool_pre_ping"])
     # An error's message (and so its log line) shows its statement, never the values bound to

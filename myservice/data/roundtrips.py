@@ -54,10 +54,18 @@ class CarryingCursor(ClientCursor):
     begin_results = 0  # the results before the statement's: BEGIN's and each SET LOCAL's
 
     def execute(self, query, params=None, **options):
-        self.connection.cursor_factory = Cursor
+        connection = self.connection
+        connection.cursor_factory = Cursor
         before = f"{self.begin}; " if self.begin else ""
         after = "; COMMIT" if self.commit else ""
-        super().execute(f"{before}{query}{after}", params, **options)
+        # A client-bound statement is never prepared, and its text differs with every value:
+        # psycopg would still count each one towards preparing it, and push out the counts of
+        # the server-bound statements that may be prepared. With no threshold it counts none.
+        threshold, connection.prepare_threshold = connection.prepare_threshold, None
+        try:
+            super().execute(f"{before}{query}{after}", params, **options)
+        finally:
+            connection.prepare_threshold = threshold
         for _ in range(self.begin_results):
             self.nextset()
         return self

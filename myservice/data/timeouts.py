@@ -7,8 +7,9 @@
 - **A pooled connection**: ``sqlalchemy.pool_timeout``; the pool ran dry, 503.
 - **A write's statements**: the server cancels them, ``statement_timeout`` and ``lock_timeout``,
   and ends a transaction left idle (a client process that froze holding row locks),
-  ``idle_in_transaction_session_timeout``. They are sent as ``SET LOCAL`` in the same message
-  as the write's ``BEGIN`` (``set_local``): no extra round trip, and they hold through
+  ``idle_in_transaction_session_timeout``. They are set locally to the transaction, in one
+  statement in the same message as the write's ``BEGIN`` (``set_local``): no extra round
+  trip, and they hold through
   PgBouncer's transaction pooling, which passes on neither startup ``options`` nor a session's
   ``SET``. Reads run without a transaction, so the server bounds them only if the operator gives
   the role a default (``ALTER ROLE ... SET statement_timeout``).
@@ -87,10 +88,15 @@ def timeouts_ms(settings):
 
 
 def set_local(settings):
-    """What follows a request's BEGIN on PostgreSQL: ``; SET LOCAL`` of each timeout set."""
-    return "".join(
-        f"; SET LOCAL {parameter} = {ms}" for parameter, ms in timeouts_ms(settings).items() if ms
-    )
+    """What follows a request's BEGIN on PostgreSQL: each timeout set, ``SET LOCAL`` as one
+    statement (``set_config(..., true)`` is ``SET LOCAL``): the driver reads one result for
+    it, not one per timeout."""
+    calls = [
+        f"set_config('{parameter}', '{ms}', true)"
+        for parameter, ms in timeouts_ms(settings).items()
+        if ms
+    ]
+    return f"; SELECT {', '.join(calls)}" if calls else ""
 
 
 class Watchdog:

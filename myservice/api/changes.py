@@ -27,7 +27,7 @@ from sqlalchemy import event
 
 from myservice.api.apidoc import Reply, operation
 from myservice.data.db import RequestSession
-from myservice.data.models import MAX_ID
+from myservice.data.models import MAX_ID, records
 from myservice.data.models.change import PAGE, append_changes
 from myservice.edge.validation import Query, QueryInt, validate_query
 
@@ -108,8 +108,8 @@ class ChangePage(BaseModel):
 def list_changes(request):
     """The changes after ``after``, oldest first: one range scan of the primary key."""
     params = validate_query(request, ChangeParams)
-    rows = request.dbsession.execute(PAGE, {"after": params.after, "limit": params.limit}).all()
-    return ChangePage(items=rows, next_after=rows[-1].seq if rows else params.after)
+    rows = records(request.dbsession.execute(PAGE, {"after": params.after, "limit": params.limit}))
+    return ChangePage(items=rows, next_after=rows[-1]["seq"] if rows else params.after)
 
 
 def includeme(config):

@@ -22,6 +22,7 @@ from pydantic import Field
 from webob.cookies import SignedSerializer
 
 from myservice.data.errors import BadSettings
+from myservice.data.models import records
 from myservice.edge.problems import InvalidQuery
 from myservice.edge.validation import Query, QueryInt, query_pairs
 
@@ -47,21 +48,21 @@ class PageParams(Query):
 
 
 def page(request, query, key, params):
-    """One page of ``query`` (rows with an ``id``) ordered by ``key`` (the id column), and the
-    next page's cursor.
+    """One page of ``query`` (rows with an ``id``, as dicts: ``records``) ordered by ``key``
+    (the id column), and the next page's cursor.
 
     Sets the ``Link: <...>; rel="next"`` header when there is a next page.
     """
     cursors = request.registry["cursors"]
     bound_to = listing_of(request, params)
     after = cursors.after(params.cursor, bound_to) if params.cursor is not None else 0
-    rows = request.dbsession.execute(
-        query.where(key > after).order_by(key).limit(params.limit + 1)
-    ).all()
+    rows = records(
+        request.dbsession.execute(query.where(key > after).order_by(key).limit(params.limit + 1))
+    )
     if len(rows) <= params.limit:
         return rows, None
     rows = rows[: params.limit]
-    cursor = cursors.mint(rows[-1].id, bound_to)
+    cursor = cursors.mint(rows[-1]["id"], bound_to)
     query_string = [(k, v) for k, v in query_pairs(request) if k != "cursor"]
     url = f"{request.path_url}?{urlencode([*query_string, ('cursor', cursor)])}"
     request.response.headers["Link"] = f'<{url}>; rel="next"'

@@ -13,7 +13,7 @@ from myservice.data.models.membership import (
     delete_user,
     remove_member,
 )
-from myservice.data.models.meta import MAX_ID, Base, insert_new, select_by_id
+from myservice.data.models.meta import MAX_ID, Base, insert_new, records, select_by_id
 from myservice.data.models.token import ApiToken
 from myservice.data.models.user import User, clashes, insert_users
 
@@ -36,6 +36,7 @@ __all__ = [
     "delete_user",
     "insert_new",
     "insert_users",
+    "records",
     "remove_member",
     "select_by_id",
 ]

@@ -51,7 +51,7 @@ class CarryingCursor(ClientCursor):
 
     begin = ""
     commit = False
-    begin_results = 0  # the results before the statement's: BEGIN's and each SET LOCAL's
+    begin_results = 0  # the results before the statement's: BEGIN's and the timeouts' SELECT's
 
     def execute(self, query, params=None, **options):
         connection = self.connection

@@ -54,18 +54,11 @@ class CarryingCursor(ClientCursor):
     begin_results = 0  # the results before the statement's: BEGIN's and the timeouts' SELECT's
 
     def execute(self, query, params=None, **options):
-        connection = self.connection
-        connection.cursor_factory = Cursor
+        self.connection.cursor_factory = Cursor
         before = f"{self.begin}; " if self.begin else ""
         after = "; COMMIT" if self.commit else ""
-        # A client-bound statement is never prepared, and its text differs with every value:
-        # psycopg would still count each one towards preparing it, and push out the counts of
-        # the server-bound statements that may be prepared. With no threshold it counts none.
-        threshold, connection.prepare_threshold = connection.prepare_threshold, None
-        try:
+        with uncounted(self.connection):
             super().execute(f"{before}{query}{after}", params, **options)
-        finally:
-            connection.prepare_threshold = threshold
         for _ in range(self.begin_results):
             self.nextset()
         return self
@@ -76,7 +69,21 @@ class CarryingCursor(ClientCursor):
         self.connection.cursor_factory = Cursor
         if self.begin:
             self.connection.execute(self.begin)
-        return super().executemany(query, params_seq, **options)
+        with uncounted(self.connection):
+            return super().executemany(query, params_seq, **options)
+
+
+@contextlib.contextmanager
+def uncounted(connection):
+    """Run client-bound statements on ``connection`` without psycopg counting them towards
+    preparing: they are never prepared, and their text differs with every value, so each one
+    would only push out the counts of the server-bound statements that may be prepared. With no
+    ``prepare_threshold`` (psycopg's public switch) it counts none."""
+    threshold, connection.prepare_threshold = connection.prepare_threshold, None
+    try:
+        yield
+    finally:
+        connection.prepare_threshold = threshold
 
 
 @functools.cache

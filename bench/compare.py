@@ -1,10 +1,11 @@
 """What one part of myservice costs when served: the same request with and without it.
 
-The part is taken out by an app factory in bench/ (``bench.feed:nofeed_app``,
-``bench.auth:noauth_app``), never by a switch in myservice. A second server is started from
-the same production.ini with only its ``[app:main]`` ``use`` line pointing at that factory,
-beside the shipped server; wrk drives the comparison's request on both, A B A B, after a short
-warm-up of each, and the second server is stopped when the rounds are done.
+The part is taken out by an edit of production.ini's text, never by a switch in myservice: an
+app factory in bench/ named by ``[app:main]``'s ``use`` line (``bench.feed:nofeed_app``,
+``bench.auth:noauth_app``), or a setting operators have (``bench.access``: the access logger's
+level). A second server is started from production.ini so edited, beside the shipped server;
+wrk drives the comparison's request on both, A B A B, after a short warm-up of each, and the
+second server is stopped when the rounds are done.
 
 The cost is the median over the rounds of ``1 - shipped / without``: each round's two runs are
 back to back, so load from a neighbour that drifts between rounds weighs on both sides of a
@@ -14,10 +15,10 @@ pair alike.
 import math
 import os
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.served import Target
-from bench.variants import app_editor
 from tests.support.processes import free_port, write_ini
 from tests.support.processes import serving as running_server
 
@@ -25,9 +26,10 @@ from tests.support.processes import serving as running_server
 @dataclass(frozen=True)
 class Comparison:
     key: str  # the second server's name in tables and JSON
-    use: str  # its ``[app:main]`` factory: ``call:bench.<module>:<function>``
+    edit: Callable[[str], str]  # production.ini's text -> the second server's
     scenario: str  # the request wrk drives on both (a key of ``served.SCENARIOS``)
     part: str  # what the second server goes without, for tables and progress lines
+    max_cost: float | None = None  # the target: the part costs less than this share, if any
 
 
 @dataclass
@@ -42,8 +44,7 @@ class Outcome:
 def served(comparison, ini, directory, driver, shipped, rounds, seconds, progress):
     """The Outcome of ``comparison`` against the ``shipped`` server's Target."""
     port = free_port()
-    edit = app_editor(comparison.use)
-    path = write_ini(ini, directory, port, name=f"{comparison.key}.ini", edit=edit)
+    path = write_ini(ini, directory, port, name=f"{comparison.key}.ini", edit=comparison.edit)
     progress(f"starting myservice without {comparison.part} on port {port}")
     with running_server(path, dict(os.environ), port, 60):
         without = Target(comparison.key, f"http://127.0.0.1:{port}", shipped.deep_path)

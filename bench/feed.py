@@ -21,6 +21,7 @@ import myservice
 from bench import database, inprocess
 from bench.compare import Comparison
 from bench.server import migrate
+from bench.variants import app_editor
 from myservice.api.changes import write_pending_changes
 from myservice.data.db import RequestSession
 from tests.support.processes import free_port, write_ini
@@ -29,7 +30,9 @@ from tests.support.processes import free_port, write_ini
 FEED_LENGTHS = (1_000, 1_000_000)
 
 #: POST /users with and without the feed.
-COMPARISON = Comparison("myservice-nofeed", "call:bench.feed:nofeed_app", "post", "the feed")
+COMPARISON = Comparison(
+    "myservice-nofeed", app_editor("call:bench.feed:nofeed_app"), "post", "the feed"
+)
 
 
 def nofeed_app(global_config, **settings):

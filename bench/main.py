@@ -13,8 +13,9 @@
 4. Writing many users: one POST /users/bulk of 1000 users against 1000 single POSTs on the
    myservice server, then ``myservice-import`` of a CSV file in a subprocess (``bench/bulk.py``).
    The change feed: POST /users with and without it, and a poll at its head on a feed of
-   1,000 and of 1,000,000 changes (``bench/feed.py``). Authentication: GET one user with and
-   without it (``bench/auth.py``). Both comparisons: ``bench/compare.py``.
+   1,000 and of 1,000,000 changes (``bench/feed.py``). Authentication and the access line: GET
+   one user with and without each (``bench/auth.py``, ``bench/access.py``). The comparisons:
+   ``bench/compare.py``.
 5. In process: CPU per request of myservice with and without authentication and of the
    baseline, without a server (``bench/inprocess.py``).
 6. Reads on a replica, where the PostgreSQL server binaries are: GET one user with reads on a
@@ -36,7 +37,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import quote
 
-from bench import auth, bulk, compare, database, feed, inprocess, replicas, report, served
+from bench import access, auth, bulk, compare, database, feed, inprocess, replicas, report, served
 from bench.peers.serve import running_peer
 from bench.server import migrate
 from bench.variants import baseline_editor, processes_editor, variants
@@ -185,7 +186,7 @@ def measure(options, directory, notes, wrk_path, url, secret, token):
         shared = (options.ini, directory, driver, targets[0], options.rounds, options.seconds)
         comparisons = {
             comparison.key: compare.served(comparison, *shared, progress)
-            for comparison in (feed.COMPARISON, auth.COMPARISON)
+            for comparison in (feed.COMPARISON, auth.COMPARISON, access.COMPARISON)
         }
     importer = bulk.imported(options.ini, directory, driver.run_id, options.import_users, progress)
     feed_polls = feed.polls(options, directory, url.rpartition("/")[0], progress)

@@ -9,7 +9,7 @@ import pytest
 import webtest
 from pyramid.paster import get_app
 
-from bench.auth import COMPARISON
+from bench.auth import USE
 from bench.variants import app_editor
 from tests.support.app import with_token
 from tests.support.paths import DEVELOPMENT_INI
@@ -22,7 +22,7 @@ NOT_A_TOKEN = {"Authorization": "Bearer not-a-token"}
 def noauth(tmp_path, db_url, monkeypatch):
     """The comparison app as its server loads it: the ini file with ``[app:main]`` edited as
     ``make bench`` edits production.ini, on the suite's database."""
-    ini = write_ini(DEVELOPMENT_INI, tmp_path, free_port(), edit=app_editor(COMPARISON.use))
+    ini = write_ini(DEVELOPMENT_INI, tmp_path, free_port(), edit=app_editor(USE))
     monkeypatch.setenv("DATABASE_URL", db_url)
     app = get_app(str(ini), "main")
     try:

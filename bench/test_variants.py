@@ -8,7 +8,7 @@ import pytest
 from paste.deploy import loadwsgi
 from waitress.adjustments import Adjustments
 
-from bench.auth import COMPARISON
+from bench.auth import USE
 from bench.variants import app_editor, baseline_editor, processes_editor
 from tests.support.paths import DEVELOPMENT_INI, PRODUCTION_INI
 from tests.support.processes import SetupError
@@ -16,22 +16,22 @@ from tests.support.processes import SetupError
 
 def test_the_editor_changes_the_app_factory_and_nothing_else():
     text = DEVELOPMENT_INI.read_text(encoding="utf-8")
-    edited = app_editor(COMPARISON.use)(text)
+    edited = app_editor(USE)(text)
     changed = [
         line
         for line in difflib.ndiff(text.splitlines(), edited.splitlines())
         if line[:2] in ("- ", "+ ")
     ]
-    assert changed == ["- use = egg:myservice", f"+ use = {COMPARISON.use}"]
+    assert changed == ["- use = egg:myservice", f"+ use = {USE}"]
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(edited)
-    assert parser["app:main"]["use"] == COMPARISON.use
+    assert parser["app:main"]["use"] == USE
     assert parser["server:main"]["use"] == "egg:myservice"  # the same server
 
 
 def test_the_editor_refuses_an_app_section_without_a_use_line():
     with pytest.raises(SetupError, match=r"\[app:main\] has no single 'use = \.\.\.' line"):
-        app_editor(COMPARISON.use)("[app:main]\nfoo = 1\n\n[server:main]\nuse = egg:x\n")
+        app_editor(USE)("[app:main]\nfoo = 1\n\n[server:main]\nuse = egg:x\n")
 
 
 def server_options(text):

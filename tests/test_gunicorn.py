@@ -88,7 +88,7 @@ def test_each_of_two_gunicorn_workers_serves_the_api(gunicorn):
     assert fetched.status == 200, fetched.body
     assert fetched.json() == created.json()
     eventually(  # an INFO line: written within production.ini's bound (edge.logwriting)
-        lambda: any("2 workers x 8 threads" in line for line in gunicorn.log_lines()),
+        lambda: any("2 workers x 4 threads" in line for line in gunicorn.log_lines()),
         "gunicorn's line on its workers",
     )
 

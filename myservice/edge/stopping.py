@@ -9,8 +9,9 @@ process (a write's message that carries its COMMIT is cancelled on the way out:
 
 import logging
 import signal
+import socket
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
@@ -96,6 +97,13 @@ def drain(sockets, stop, use_poll, slow_clients):
         busy = close_idle(sockets)
     if busy:
         log.warning("exiting with %d connection(s) unfinished: out of time", len(busy))
+        for channel in busy:
+            # Closed for sending before the exit: on its way out the process cancels a write
+            # still waiting (``roundtrips.cancel_commits_in_flight``), and the request's thread,
+            # woken by the cancel, would answer 503 down a connection not yet closed. Shut
+            # down, not closed: the thread may still hold the socket, and its send now fails.
+            with suppress(OSError):
+                channel.socket.shutdown(socket.SHUT_RDWR)
     else:
         log.info("stopped: every request in flight was answered")
 

@@ -37,7 +37,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import quote
 
-from bench import access, auth, bulk, compare, database, feed, inprocess, replicas, report, served
+from bench import bulk, compare, database, feed, inprocess, replicas, report, served
 from bench.peers.serve import running_peer
 from bench.server import migrate
 from bench.variants import baseline_editor, processes_editor, variants
@@ -186,7 +186,7 @@ def measure(options, directory, notes, wrk_path, url, secret, token):
         shared = (options.ini, directory, driver, targets[0], options.rounds, options.seconds)
         comparisons = {
             comparison.key: compare.served(comparison, *shared, progress)
-            for comparison in (feed.COMPARISON, auth.COMPARISON, access.COMPARISON)
+            for comparison in report.COMPARISONS
         }
     importer = bulk.imported(options.ini, directory, driver.run_id, options.import_users, progress)
     feed_polls = feed.polls(options, directory, url.rpartition("/")[0], progress)

@@ -35,6 +35,9 @@ RSS_MAX_GROWTH = 0.10
 BULK_MIN_SPEEDUP = 10
 #: Two server processes against one on a 2-core machine.
 TWO_PROCESSES_MIN_GAIN = 1.8
+#: What a part costs, each by a server without it (bench/compare.py); those with a
+#: ``max_cost`` are targets.
+COMPARISONS = (feed.COMPARISON, auth.COMPARISON, access.COMPARISON)
 
 
 def machine(postgres_version, project_root, load_at_start):
@@ -228,7 +231,7 @@ def target_rows(summaries, variants, timings, memory, writes, feed_polls, compar
         f"{ratio(long, short):.2f}x",
         ratio(long, short) <= DEEP_MAX_RATIO,
     ))  # fmt: skip
-    for comparison in (auth.COMPARISON, access.COMPARISON):
+    for comparison in (c for c in COMPARISONS if c.max_cost is not None):
         cost = comparisons[comparison.key].cost
         rows.append((
             f"{comparison.part} costs < {comparison.max_cost:.0%} of served "

@@ -9,8 +9,7 @@ import pytest
 import webtest
 from pyramid.paster import get_app
 
-from bench.auth import USE
-from bench.variants import app_editor
+from bench.auth import COMPARISON
 from tests.support.app import with_token
 from tests.support.paths import DEVELOPMENT_INI
 from tests.support.processes import free_port, write_ini
@@ -22,7 +21,7 @@ NOT_A_TOKEN = {"Authorization": "Bearer not-a-token"}
 def noauth(tmp_path, db_url, monkeypatch):
     """The comparison app as its server loads it: the ini file with ``[app:main]`` edited as
     ``make bench`` edits production.ini, on the suite's database."""
-    ini = write_ini(DEVELOPMENT_INI, tmp_path, free_port(), edit=app_editor(USE))
+    ini = write_ini(DEVELOPMENT_INI, tmp_path, free_port(), edit=COMPARISON.edit)
     monkeypatch.setenv("DATABASE_URL", db_url)
     app = get_app(str(ini), "main")
     try:

@@ -142,11 +142,12 @@ def server(db_url, token, tmp_path_factory):
 
 @pytest.fixture
 def log_lines():
-    """Lines logged by myservice during the test, in the ini files' plain format."""
+    """A function: the lines myservice has logged during the test so far, in the ini files'
+    plain format."""
     with collected_log(
         LogFormatter("[%(request_id)s] %(levelname)s [%(name)s] %(message)s")
-    ) as lines:
-        yield lines
+    ) as logged:
+        yield logged
 
 
 @pytest.fixture

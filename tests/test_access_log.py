@@ -31,8 +31,8 @@ def json_log():
     ini = configparser.ConfigParser(interpolation=None)
     ini.read(DEVELOPMENT_INI)
     formatter = JsonLogFormatter(ini["formatter_json"]["format"])
-    with collected_log(formatter) as lines:
-        yield lambda: [json.loads(line) for line in lines]
+    with collected_log(formatter) as logged:
+        yield lambda: [json.loads(line) for line in logged()]
 
 
 def access_lines(records, request_id):
@@ -158,7 +158,7 @@ def test_the_access_line_keeps_paging_parameters_and_hides_every_other_value(tes
 def test_a_failing_statement_is_logged_without_its_parameters(views_client, log_lines):
     views_client.get("/test/failing-statement", status=(500, 503))
 
-    logged = "\n".join(log_lines)
+    logged = "\n".join(log_lines())
     assert "no_such_table" in logged  # the statement and its traceback are logged ...
     assert SECRET_EMAIL not in logged  # ... but not what was bound to it
 

@@ -196,7 +196,7 @@ def test_problems_never_reveal_internals(testapp):
 def test_a_url_that_is_not_utf8_is_400(testapp, url, log_lines):
     assert_problem(testapp.get(url, status=400), 400)
     # Logged as sent (a paging parameter's value is logged; a filter's would be ***).
-    assert any(f"GET {url} 400" in line for line in log_lines)
+    assert any(f"GET {url} 400" in line for line in log_lines())
 
 
 # -- query parameters ----------------------------------------------------------------------
@@ -306,7 +306,7 @@ def test_log_lines_about_a_request_carry_its_id(testapp, log_lines):
     testapp.get("/health", headers={"X-Request-ID": "trace-me-42"})
     assert any(
         line.startswith("[trace-me-42] INFO [myservice.access] GET /health 200")
-        for line in log_lines
+        for line in log_lines()
     )
 
 

@@ -1,14 +1,19 @@
 """Log lines in batches (production.ini): written together, never late by more than the bound,
-at once for a warning or worse, and never lost when a server stops."""
+at once for a warning or worse, and never lost when a server stops. Access records handed to
+the log in batches by a thread of their own, in order, each with its own thread and time."""
 
 import io
 import logging
+import os
 import signal
+import subprocess
+import sys
+import threading
 import uuid
 
 import pytest
 
-from myservice.edge.logwriting import BatchedStreamHandler
+from myservice.edge.logwriting import BatchedStreamHandler, DeferredRecords
 from tests.support.client import call
 from tests.support.servers import running_gunicorn, running_production_server
 from tests.support.waiting import eventually
@@ -86,6 +91,87 @@ def test_lines_past_the_capacity_are_written_at_once(logger):
     written = stream.getvalue().splitlines()
     assert 100 // 8 <= len(written) < 20
     assert written == [f"line {number}" for number in range(len(written))]
+
+
+class Handled(logging.Handler):
+    """The records a logger handled, each with the name of the thread that handled it."""
+
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def emit(self, record):
+        self.records.append((record, threading.current_thread().name))
+
+
+def handled(logger):
+    handler = Handled()
+    logger.addHandler(handler)
+    return handler.records
+
+
+def made_record(logger, message):
+    return logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, None, None)
+
+
+def test_deferred_records_are_handled_together_in_the_order_they_were_added(logger):
+    records = handled(logger)
+    deferred = DeferredRecords(logger, seconds=NEVER)
+
+    for number in range(50):
+        deferred.add(made_record(logger, f"record {number}"))
+    assert records == []
+    deferred.flush()
+
+    assert [record.getMessage() for record, _ in records] == [f"record {n}" for n in range(50)]
+
+
+def test_a_deferred_record_is_handled_within_the_bound_by_another_thread_as_it_was_made(logger):
+    records = handled(logger)
+    deferred = DeferredRecords(logger, seconds=0.05)
+
+    for round_ in ("first", "second"):  # the thread sleeps between rounds, then wakes again
+        made = made_record(logger, round_)
+        deferred.add(made)
+
+        eventually(lambda made=made: made in [record for record, _ in records], round_)
+    assert [thread for _, thread in records] == ["log-writer", "log-writer"]
+    assert {record.threadName for record, _ in records} == {threading.current_thread().name}
+
+
+def test_a_forked_child_does_not_hand_over_its_parents_deferred_records(logger):
+    records = handled(logger)
+    deferred = DeferredRecords(logger, seconds=NEVER)
+    deferred.add(made_record(logger, "the parent's"))
+
+    child = os.fork()
+    if child == 0:  # the child: exit status = records its flush handled
+        deferred.flush()
+        os._exit(len(records))
+    _, status = os.waitpid(child, 0)
+    deferred.flush()
+
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [record.getMessage() for record, _ in records] == ["the parent's"]
+
+
+def test_records_still_deferred_at_exit_are_logged_before_logging_shuts_down(tmp_path):
+    """atexit runs ``flush_deferred`` before ``logging.shutdown``, which writes the lines."""
+    program = tmp_path / "program.py"
+    program.write_text(
+        "import logging, sys\n"
+        "from myservice.edge.logwriting import BatchedStreamHandler, DeferredRecords\n"
+        "logger = logging.getLogger('exiting')\n"
+        f"logger.addHandler(BatchedStreamHandler(sys.stdout, seconds={NEVER}))\n"
+        f"deferred = DeferredRecords(logger, seconds={NEVER})\n"
+        "deferred.add(logger.makeRecord('exiting', 20, '', 0, 'kept until exit', None, None))\n"
+    )
+
+    ran = subprocess.run(
+        [sys.executable, str(program)], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    assert ran.stdout == "kept until exit\n"
 
 
 @pytest.mark.parametrize("processes", [1, 2])

@@ -21,6 +21,7 @@ from tests.support.factories import new_user, unique
 from tests.support.problems import assert_problem
 from tests.support.processes import free_port
 from tests.support.servers import running_server
+from tests.support.waiting import eventually
 
 # -- users over HTTP --------------------------------------------------------------------------
 
@@ -84,6 +85,14 @@ def test_a_request_without_x_request_id_gets_a_new_one_each_time(server):
     assert first != second
 
 
+def logged(server, matches):
+    """The one line of ``server``'s log that ``matches``, once written: an access line is
+    handed to the log within a fraction of a second of its response (edge.logwriting)."""
+    eventually(lambda: any(matches(line) for line in server.log_lines()), "the access line")
+    [line] = [line for line in server.log_lines() if matches(line)]
+    return line
+
+
 def test_the_access_log_line_of_a_request_carries_its_echoed_request_id(server):
     request_id = f"log-{uuid.uuid4().hex}"
     username = unique("logged")
@@ -93,7 +102,7 @@ def test_the_access_log_line_of_a_request_carries_its_echoed_request_id(server):
 
     assert reply.status == 201
     access = re.compile(rf"\[myservice\.access\] \[{request_id}\] POST /users 201 ")
-    assert [line for line in server.log_lines() if access.search(line)] != []
+    logged(server, access.search)
 
 
 def test_the_access_log_line_of_a_request_carries_the_request_id_generated_for_it(server):
@@ -104,9 +113,8 @@ def test_the_access_log_line_of_a_request_carries_the_request_id_generated_for_i
 
     generated = reply.headers["X-Request-ID"]
     access = re.compile(rf"\[myservice\.access\] \[{generated}\] GET /users/{user['id']} 200 ")
-    log = server.log_lines()
-    assert [line for line in log if access.search(line)] != []
-    assert [line for line in log if invalid in line] == []
+    logged(server, access.search)
+    assert [line for line in server.log_lines() if invalid in line] == []
 
 
 def test_the_access_log_shows_no_filter_value_only_the_paging_parameters(server):
@@ -118,7 +126,7 @@ def test_the_access_log_shows_no_filter_value_only_the_paging_parameters(server)
     reply = call(server, "GET", f"/users?{query}", headers={"X-Request-ID": request_id})
 
     assert [item["id"] for item in reply.json()["items"]] == [user["id"]]
-    [line] = [line for line in server.log_lines() if request_id in line]
+    line = logged(server, lambda line: request_id in line)
     assert " GET /users?email=***&username=***&limit=1 200 " in line
     assert user["username"] not in "\n".join(server.log_lines())
 

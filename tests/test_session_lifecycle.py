@@ -271,7 +271,7 @@ def test_an_unexpected_error_is_logged_with_its_traceback_and_request_id(client,
         "/test/write-then-raise", headers={"X-Request-ID": "req-500"}, status=500
     )
     assert response.headers["X-Request-ID"] == "req-500"
-    [line] = [line for line in log_lines if " ERROR " in line]
+    [line] = [line for line in log_lines() if " ERROR " in line]
     assert line.startswith("[req-500] ERROR [myservice.edge.problems] unexpected error")
     assert "Traceback" in line and "RuntimeError: boom" in line
 

@@ -29,6 +29,7 @@ from pyramid.interfaces import IExecutionPolicy
 from pyramid.router import default_execution_policy
 from pyramid.tweens import INGRESS
 
+from myservice.edge.logwriting import DeferredRecords
 from myservice.edge.requestid import ENVIRON_KEY
 
 access_log = logging.getLogger("myservice.access")
@@ -175,10 +176,14 @@ class AccessRecord(logging.LogRecord):
         self.token = served.token
 
 
+#: The access lines' records, logged in batches off the serving thread (``edge.logwriting``).
+ACCESS_RECORDS = DeferredRecords(access_log)
+
+
 def log_access(served):
     """The access line, in the ini's format: plain text or JSON."""
     if access_log.isEnabledFor(logging.INFO):
-        access_log.handle(AccessRecord(served))
+        ACCESS_RECORDS.add(AccessRecord(served))
 
 
 def note_attempt_tween_factory(handler, registry):

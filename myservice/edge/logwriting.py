@@ -1,4 +1,5 @@
-"""Log lines written in batches: one write for the lines of a fraction of a second.
+"""Logging in batches, off the serving thread: lines written, and access records logged, a
+fraction of a second at a time.
 
 ``logging.StreamHandler`` writes and flushes each line as it comes: a system call per line,
 made by the thread serving the request, which gives up the interpreter lock for it and then
@@ -6,8 +7,7 @@ waits to get it back from the other threads. Under load that was 5% of what a pr
 (docs/performance.md). ``BatchedStreamHandler`` keeps the formatted lines and writes them in
 one call:
 
-- at most ``seconds`` after the first of them was logged (a thread of its own waits that long
-  once a line is pending, and sleeps while none is);
+- at most ``seconds`` after the first of them was logged;
 - at once for a record of ``flush_level`` (WARNING) or worse, with the lines before it, so an
   error is never late;
 - when they pass ``capacity`` characters;
@@ -17,12 +17,66 @@ one call:
 Lines are formatted when logged, by the thread that logs them (a formatter stamps the request
 id of the thread's request). A process killed outright (SIGKILL) loses the lines of its last
 ``seconds``. Named as ``class`` in production.ini's ``[handler_console]``.
+
+``DeferredRecords`` goes one step further for a record made whole by its caller (the access
+line's, which carries its request id, time and thread): the serving thread only queues it, and
+a thread of its own hands the queue to the logger, ``seconds`` at a time. Handled one at a time
+by each serving thread, between requests, the logger's, formatter's and handler's code came
+back cold each time: served, the access line cost 6% of a process's GET throughput, ten times
+what it costs in a loop; handled in batches it costs what the loop does (docs/performance.md).
+The logger, its handlers and their formatters are still the ini's: only the thread and the
+moment change. ``flush_deferred`` hands over what is queued: at exit, and in a forked server
+process before it calls ``logging.shutdown``.
+
+Both wait with a ``Batches`` thread, which sleeps while nothing is pending.
 """
 
+import atexit
+import collections
 import logging
 import os
 import threading
 import time
+import weakref
+
+
+class Batches:
+    """Calls ``flush`` at most ``seconds`` after the first ``wake`` since its last call, from
+    a thread of its own that sleeps while nothing is pending. The thread starts with the first
+    ``wake``: a forked child, which runs no copy of its parent's threads, starts its own.
+    ``failed(error)`` is told of an exception ``flush`` raised; the thread goes on."""
+
+    def __init__(self, flush, seconds, failed):
+        self.flush = flush
+        self.seconds = float(seconds)
+        self.failed = failed
+        self.starting = threading.Lock()
+        self._start_afresh()
+        os.register_at_fork(after_in_child=self._start_afresh)
+
+    def _start_afresh(self):
+        self.pending = threading.Event()
+        self.thread = None
+
+    def wake(self):
+        """Have ``flush`` called within ``seconds``."""
+        if self.thread is None:
+            with self.starting:
+                if self.thread is None:
+                    self.thread = threading.Thread(target=self._run, name="log-writer")
+                    self.thread.daemon = True
+                    self.thread.start()
+        self.pending.set()
+
+    def _run(self):
+        while True:
+            self.pending.wait()
+            time.sleep(self.seconds)
+            self.pending.clear()  # before flush: what comes during it wakes the next round
+            try:
+                self.flush()
+            except Exception as error:
+                self.failed(error)
 
 
 class BatchedStreamHandler(logging.StreamHandler):
@@ -35,16 +89,14 @@ class BatchedStreamHandler(logging.StreamHandler):
             flush_level = logging.getLevelNamesMapping()[flush_level]
         self.flush_level = flush_level
         self.capacity = int(capacity)
+        self.batches = Batches(self.flush, self.seconds, self._not_written)
         self._start_afresh()
         os.register_at_fork(after_in_child=self._start_afresh)
 
     def _start_afresh(self):
-        """No lines and no writer thread: at start, and in a forked child, whose parent writes
-        what was pending and whose copy of the writer thread does not run."""
+        """No lines: at start, and in a forked child, whose parent writes what was pending."""
         self.lines = []
         self.size = 0
-        self.pending = threading.Event()
-        self.writer = None
 
     def emit(self, record):  # ``Handler.handle`` holds ``self.lock``
         try:
@@ -54,7 +106,7 @@ class BatchedStreamHandler(logging.StreamHandler):
             if record.levelno >= self.flush_level or self.size >= self.capacity:
                 self.flush()
             elif len(self.lines) == 1:
-                self._wake_writer()
+                self.batches.wake()
         except RecursionError:  # as StreamHandler.emit (CPython issue 36272)
             raise
         except Exception:
@@ -70,22 +122,54 @@ class BatchedStreamHandler(logging.StreamHandler):
                 self.stream.write(batch)
             super().flush()
 
-    def _wake_writer(self):
-        if self.writer is None:
-            self.writer = threading.Thread(target=self._write_batches, name="log-writer")
-            self.writer.daemon = True
-            self.writer.start()
-        self.pending.set()
+    def _not_written(self, error):
+        # As logging does when a handler cannot write: say so on stderr, go on.
+        self.handleError(logging.makeLogRecord({"msg": "log lines not written"}))
 
-    def _write_batches(self):
-        """The writer thread: once a line is pending, wait ``seconds``, then write them all."""
+
+#: Every ``DeferredRecords`` of the process, for ``flush_deferred``.
+_deferred = weakref.WeakSet()
+
+
+class DeferredRecords:
+    """Records that ``logger`` handles in batches, from a thread of their own (see the module).
+
+    ``add`` queues a record, whole: its time, thread and facts are taken when it is made, not
+    when it is handled. The logger handles the queue within ``seconds``, in the order it was
+    added; its handlers then write the lines as they do any other (a ``BatchedStreamHandler``
+    within its own ``seconds``).
+    """
+
+    def __init__(self, logger, seconds=0.1):
+        self.logger = logger
+        self.records = collections.deque()
+        self.batches = Batches(self.flush, seconds, self._not_logged)
+        os.register_at_fork(after_in_child=self.records.clear)  # the parent's, logged by it
+        _deferred.add(self)
+
+    def add(self, record):
+        self.records.append(record)
+        if not self.batches.pending.is_set():
+            self.batches.wake()
+
+    def flush(self):
+        """Hand every queued record to the logger now."""
+        records, handle = self.records, self.logger.handle
         while True:
-            self.pending.wait()
-            time.sleep(self.seconds)
-            with self.lock:
-                self.pending.clear()
-                try:
-                    self.flush()
-                except Exception:
-                    # As logging does when a handler cannot write: say so on stderr, go on.
-                    self.handleError(logging.makeLogRecord({"msg": "log lines not written"}))
+            try:
+                record = records.popleft()
+            except IndexError:  # none left (or taken by the other flush: at exit)
+                return
+            handle(record)
+
+    def _not_logged(self, error):
+        message = f"{self.logger.name}: records not logged: {error!r}"
+        logging.lastResort.handle(logging.makeLogRecord({"msg": message, "levelno": logging.ERROR}))
+
+
+@atexit.register  # registered after logging's own shutdown, so run before it
+def flush_deferred():
+    """Hand every ``DeferredRecords``' queue to its logger (at exit, and before a forked server
+    process calls ``logging.shutdown``)."""
+    for deferred in list(_deferred):
+        deferred.flush()

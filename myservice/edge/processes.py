@@ -16,6 +16,7 @@ from waitress.adjustments import Adjustments
 
 from myservice.data.errors import BadSettings
 from myservice.data.roundtrips import cancel_commits_in_flight
+from myservice.edge.logwriting import flush_deferred
 from myservice.edge.server import build_server, cannot_listen
 from myservice.edge.stopping import STOP_SIGNALS, run, stop_signals
 
@@ -112,7 +113,8 @@ def fork_server(app, settings, graceful_timeout, slow_clients):
         status = 1
     finally:  # os._exit skips atexit: what it would do, here
         cancel_commits_in_flight()  # myservice.data.roundtrips
-        logging.shutdown()  # the log lines still pending (myservice.edge.logwriting)
+        flush_deferred()  # the access records still queued, then the log lines still pending
+        logging.shutdown()  # (myservice.edge.logwriting)
         os._exit(status)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import sessionmaker
 
 import myservice
 from myservice.api.routes import ID
+from myservice.edge.logwriting import flush_deferred
 from tests.support.client import bearer
 
 
@@ -60,9 +61,14 @@ def rolled_back(app):
 
 @contextmanager
 def collected_log(formatter):
-    """The lines myservice logs in the block, formatted by ``formatter`` as they are written
-    (so with the id of the request being served)."""
+    """A function that returns the lines myservice logged in the block so far, formatted by
+    ``formatter`` as they are written (so with the id of the request being served), the
+    access lines still queued included (``edge.logwriting.flush_deferred``)."""
     lines = []
+
+    def logged():
+        flush_deferred()
+        return list(lines)
 
     class Collect(logging.Handler):
         def emit(self, record):
@@ -75,7 +81,7 @@ def collected_log(formatter):
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
-        yield lines
+        yield logged
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)

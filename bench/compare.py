@@ -3,24 +3,31 @@
 The part is taken out by an edit of production.ini's text, never by a switch in myservice: an
 app factory in bench/ named by ``[app:main]``'s ``use`` line (``bench.feed:nofeed_app``,
 ``bench.auth:noauth_app``), or a setting operators have (``bench.access``: the access logger's
-level). A second server is started from production.ini so edited, beside the shipped server;
-wrk drives the comparison's request on both, A B A B, after a short warm-up of each, and the
-second server is stopped when the rounds are done.
+level). Four fresh servers are started from production.ini, two as shipped and two so edited,
+in the order shipped, without, without, shipped: on this machine a server started earlier
+serves a few percent slower than an identical one started after it (docs/performance.md, round
+six), as much as most parts cost, so each side gets one early and one late start. wrk drives
+the comparison's request on the four in that order, round after round, after a short warm-up
+of each, and the servers are stopped when the rounds are done.
 
-The cost is the median over the rounds of ``1 - shipped / without``: each round's two runs are
-back to back, so load from a neighbour that drifts between rounds weighs on both sides of a
-pair alike.
+The cost is the median over the rounds of ``1 - shipped / without``, each side's req/s the
+mean of its two servers in the round: a round's runs are back to back, so load from a
+neighbour that drifts between rounds weighs on both sides of a round alike.
 """
 
 import math
 import os
 import statistics
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from bench.served import Target
 from tests.support.processes import free_port, write_ini
 from tests.support.processes import serving as running_server
+
+#: Which side each of the four servers is on, in the order they start and are driven.
+SIDES = ("shipped", "without", "without", "shipped")
 
 
 @dataclass(frozen=True)
@@ -37,34 +44,41 @@ class Outcome:
     shipped_rps: float  # median over the rounds
     without_rps: float
     cost: float  # median over the rounds of 1 - shipped / without
-    errors: int  # unexpected answers and socket errors, both servers, all rounds
-    rounds: list  # (shipped req/s, without req/s) per round
+    errors: int  # unexpected answers and socket errors, all servers, all rounds
+    rounds: list  # (shipped req/s, without req/s) per round, each the mean of two servers
 
 
-def served(comparison, ini, directory, driver, shipped, rounds, seconds, progress):
-    """The Outcome of ``comparison`` against the ``shipped`` server's Target."""
-    port = free_port()
-    path = write_ini(ini, directory, port, name=f"{comparison.key}.ini", edit=comparison.edit)
-    progress(f"starting myservice without {comparison.part} on port {port}")
-    with running_server(path, dict(os.environ), port, 60):
-        without = Target(comparison.key, f"http://127.0.0.1:{port}", shipped.deep_path)
+def served(comparison, ini, directory, driver, rounds, seconds, progress):
+    """The Outcome of ``comparison``, on four fresh servers (see the module)."""
+    progress(f"starting myservice twice as shipped and twice without {comparison.part}")
+    with ExitStack() as stack:
+        targets = []
+        for number, side in enumerate(SIDES):
+            key = f"{comparison.key}-{side}-{number}"
+            port = free_port()
+            edit = comparison.edit if side == "without" else None
+            path = write_ini(ini, directory, port, name=f"{key}.ini", edit=edit)
+            stack.enter_context(running_server(path, dict(os.environ), port, 60))
+            targets.append(Target(key, f"http://127.0.0.1:{port}", None))
         results = driver.rounds(
-            [shipped, without], rounds, seconds, progress,
+            targets, rounds, seconds, progress,
             scenarios=[comparison.scenario], what=f"without {comparison.part}: ",
         )  # fmt: skip
-    pairs = list(
-        zip(
-            results[shipped.key][comparison.scenario],
-            results[without.key][comparison.scenario],
-            strict=True,
-        )
-    )
+    runs = [results[target.key][comparison.scenario] for target in targets]
+    pairs = [side_means(round_) for round_ in zip(*runs, strict=True)]
     return Outcome(
-        shipped_rps=statistics.median(ours.rps for ours, _ in pairs),
-        without_rps=statistics.median(other.rps for _, other in pairs),
-        cost=statistics.median(
-            1 - ours.rps / other.rps if other.rps else math.nan for ours, other in pairs
-        ),
-        errors=sum(ours.error_count + other.error_count for ours, other in pairs),
-        rounds=[(ours.rps, other.rps) for ours, other in pairs],
+        shipped_rps=statistics.median(ours for ours, _ in pairs),
+        without_rps=statistics.median(other for _, other in pairs),
+        cost=statistics.median(1 - ours / other if other else math.nan for ours, other in pairs),
+        errors=sum(run.error_count for server in runs for run in server),
+        rounds=pairs,
     )
+
+
+def side_means(round_):
+    """(shipped req/s, without req/s) in one round (its runs in ``SIDES`` order): each side's
+    mean."""
+    by_side = {"shipped": [], "without": []}
+    for run, side in zip(round_, SIDES, strict=True):
+        by_side[side].append(run.rps)
+    return statistics.mean(by_side["shipped"]), statistics.mean(by_side["without"])

@@ -183,7 +183,7 @@ def measure(options, directory, notes, wrk_path, url, secret, token):
         writes = bulk.served(
             targets[0].base_url, token, driver.run_id, options.bulk_repetitions, progress
         )
-        shared = (options.ini, directory, driver, targets[0], options.rounds, options.seconds)
+        shared = (options.ini, directory, driver, options.rounds, options.seconds)
         comparisons = {
             comparison.key: compare.served(comparison, *shared, progress)
             for comparison in report.COMPARISONS

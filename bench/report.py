@@ -274,9 +274,10 @@ def tables(run):
         "",
         f"The feed, authentication and the access line: POST /users (GET one user) over wrk "
         f"-t4 -c16 on myservice as shipped and on the same app without the feed (without "
-        f"authentication, with the access logger at WARN), a server of its own, alternating, "
-        f"{run['rounds']} round(s) of {run['seconds']} s after a warm-up; the cost is the "
-        f"median over the rounds of 1 - with / without. "
+        f"authentication, with the access logger at WARN): four fresh servers, started and "
+        f"driven in the order shipped, without, without, shipped, {run['rounds']} round(s) of "
+        f"{run['seconds']} s after a warm-up; the cost is the median over the rounds of "
+        f"1 - with / without, each side the mean of its two servers. "
         f"Polls in process, median of {run['repetitions']} x {run['calls']} calls, in a "
         f"database of their own; in process with and without authentication as above.",
         "",

@@ -32,10 +32,10 @@ SIDES = ("shipped", "without", "without", "shipped")
 
 @dataclass(frozen=True)
 class Comparison:
-    key: str  # the second server's name in tables and JSON
-    edit: Callable[[str], str]  # production.ini's text -> the second server's
-    scenario: str  # the request wrk drives on both (a key of ``served.SCENARIOS``)
-    part: str  # what the second server goes without, for tables and progress lines
+    key: str  # the comparison's name in tables and JSON, and its servers' names
+    edit: Callable[[str], str]  # production.ini's text -> the edited servers'
+    scenario: str  # the request wrk drives on every server (a key of ``served.SCENARIOS``)
+    part: str  # what the edited servers go without, for tables and progress lines
     max_cost: float | None = None  # the target: the part costs less than this share, if any
 
 

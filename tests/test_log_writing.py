@@ -155,6 +155,34 @@ def test_a_forked_child_does_not_hand_over_its_parents_deferred_records(logger):
     assert [record.getMessage() for record, _ in records] == ["the parent's"]
 
 
+def test_a_flush_waits_for_the_batch_its_thread_is_handing_over(logger):
+    """At exit ``flush_deferred`` must not return while the thread is still handing records to
+    the handlers, which ``logging.shutdown`` then writes for the last time."""
+    first_entered, release, entered = threading.Event(), threading.Event(), []
+
+    def hold_the_first(record):  # a logger filter: runs before the handlers, as each is handed
+        entered.append((record.getMessage(), release.is_set()))
+        if record.getMessage() == "first":
+            first_entered.set()
+            release.wait(timeout=NEVER)
+        return True
+
+    logger.addFilter(hold_the_first)
+    deferred = DeferredRecords(logger, seconds=0.01)
+    deferred.add(made_record(logger, "first"))
+    deferred.add(made_record(logger, "second"))
+    assert first_entered.wait(timeout=20)  # the thread is handing over its batch
+
+    flushing = threading.Thread(target=deferred.flush)
+    flushing.start()
+    flushing.join(timeout=0.5)  # a flush that did not wait would hand over "second" now
+    release.set()
+    flushing.join(timeout=20)
+
+    assert not flushing.is_alive()
+    assert entered == [("first", False), ("second", True)]
+
+
 def test_records_still_deferred_at_exit_are_logged_before_logging_shuts_down(tmp_path):
     """atexit runs ``flush_deferred`` before ``logging.shutdown``, which writes the lines."""
     program = tmp_path / "program.py"

@@ -59,7 +59,9 @@ class Batches:
         self.thread = None
 
     def wake(self):
-        """Have ``flush`` called within ``seconds``."""
+        """Have ``flush`` called within ``seconds`` (nothing to do when it is already due)."""
+        if self.pending.is_set():  # set only once the thread runs
+            return
         if self.thread is None:
             with self.starting:
                 if self.thread is None:
@@ -142,25 +144,29 @@ class DeferredRecords:
 
     def __init__(self, logger, seconds=0.1):
         self.logger = logger
-        self.records = collections.deque()
         self.batches = Batches(self.flush, seconds, self._not_logged)
-        os.register_at_fork(after_in_child=self.records.clear)  # the parent's, logged by it
+        self._start_afresh()
+        os.register_at_fork(after_in_child=self._start_afresh)
         _deferred.add(self)
+
+    def _start_afresh(self):
+        """An empty queue, and a hand-over lock that no thread holds: at start, and in a forked
+        child, whose parent logs what it had queued (and whose thread may have held the lock)."""
+        self.records = collections.deque()
+        self.flushing = threading.Lock()  # one hand-over at a time (the thread's, or at exit)
 
     def add(self, record):
         self.records.append(record)
-        if not self.batches.pending.is_set():
-            self.batches.wake()
+        self.batches.wake()
 
     def flush(self):
-        """Hand every queued record to the logger now."""
+        """Hand every queued record to the logger now, in order. A flush at exit waits for a
+        batch the thread is handing over, so that none of it reaches the handlers after
+        ``logging.shutdown`` has written their last lines."""
         records, handle = self.records, self.logger.handle
-        while True:
-            try:
-                record = records.popleft()
-            except IndexError:  # none left (or taken by the other flush: at exit)
-                return
-            handle(record)
+        with self.flushing:
+            while records:
+                handle(records.popleft())
 
     def _not_logged(self, error):
         message = f"{self.logger.name}: records not logged: {error!r}"

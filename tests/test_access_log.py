@@ -9,6 +9,9 @@ race raises it) and that pyramid_retry replays, as it does any transient conflic
 
 import configparser
 import json
+import logging
+import threading
+import time
 import uuid
 from datetime import datetime
 
@@ -65,7 +68,7 @@ def test_the_access_line_is_the_json_python_json_logger_would_write(token):
     ini.read(DEVELOPMENT_INI)
     formatter = JsonLogFormatter(ini["formatter_json"]["format"])
     served = Served("req-1", "GET", "/users?limit=2", "users", 200, 0.0012345, 1, token)
-    record = AccessRecord(served)
+    record = AccessRecord(served, time.time(), threading.current_thread())
 
     ours = json.loads(formatter.format(record))
     theirs = json.loads(OrjsonFormatter.format(formatter, record))
@@ -74,6 +77,26 @@ def test_the_access_line_is_the_json_python_json_logger_would_write(token):
     assert ours["message"] == "GET /users?limit=2 200 1.2ms route=users retries=1" + (
         f" token={token}" if token else ""
     )
+
+
+def test_the_access_line_has_its_responses_thread_and_time_though_the_log_thread_makes_it(
+    testapp,
+):
+    """The serving thread only queues the line's facts; the record is made later, by the log's
+    thread (here the test's, which hands the queue over): its thread and time are still those
+    of the request's response."""
+    formatter = logging.Formatter("%(name)s %(threadName)s %(thread)d %(created)f")
+    with collected_log(formatter) as logged:
+        serving = threading.Thread(target=lambda: testapp.get("/health"), name="serving-thread")
+        before = time.time()
+        serving.start()
+        serving.join(timeout=60)
+        after = time.time()
+        lines = [line.split() for line in logged() if line.startswith("myservice.access ")]
+
+    [(_, thread_name, thread, created)] = lines
+    assert (thread_name, int(thread)) == ("serving-thread", serving.ident)
+    assert before <= float(created) <= after
 
 
 def test_a_request_is_logged_as_json_with_its_id_route_status_and_duration(testapp, json_log):

@@ -110,39 +110,45 @@ def handled(logger):
     return handler.records
 
 
-def made_record(logger, message):
-    return logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, None, None)
+def deferred_records(logger, seconds):
+    """Deferred records of ``logger`` made from a message and the thread that queued it."""
+
+    def make_record(message, thread):
+        record = logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, None, None)
+        record.threadName = thread.name
+        return record
+
+    return DeferredRecords(logger, make_record, seconds=seconds)
 
 
 def test_deferred_records_are_handled_together_in_the_order_they_were_added(logger):
     records = handled(logger)
-    deferred = DeferredRecords(logger, seconds=NEVER)
+    deferred = deferred_records(logger, seconds=NEVER)
 
     for number in range(50):
-        deferred.add(made_record(logger, f"record {number}"))
+        deferred.add(f"record {number}", threading.current_thread())
     assert records == []
     deferred.flush()
 
     assert [record.getMessage() for record, _ in records] == [f"record {n}" for n in range(50)]
 
 
-def test_a_deferred_record_is_handled_within_the_bound_by_another_thread_as_it_was_made(logger):
+def test_a_deferred_record_is_made_and_handled_within_the_bound_by_another_thread(logger):
     records = handled(logger)
-    deferred = DeferredRecords(logger, seconds=0.05)
+    deferred = deferred_records(logger, seconds=0.05)
 
     for round_ in ("first", "second"):  # the thread sleeps between rounds, then wakes again
-        made = made_record(logger, round_)
-        deferred.add(made)
+        deferred.add(round_, threading.current_thread())
 
-        eventually(lambda made=made: made in [record for record, _ in records], round_)
+        eventually(lambda round_=round_: round_ in [r.getMessage() for r, _ in records], round_)
     assert [thread for _, thread in records] == ["log-writer", "log-writer"]
     assert {record.threadName for record, _ in records} == {threading.current_thread().name}
 
 
 def test_a_forked_child_does_not_hand_over_its_parents_deferred_records(logger):
     records = handled(logger)
-    deferred = DeferredRecords(logger, seconds=NEVER)
-    deferred.add(made_record(logger, "the parent's"))
+    deferred = deferred_records(logger, seconds=NEVER)
+    deferred.add("the parent's", threading.current_thread())
 
     child = os.fork()
     if child == 0:  # the child: exit status = records its flush handled
@@ -168,9 +174,9 @@ def test_a_flush_waits_for_the_batch_its_thread_is_handing_over(logger):
         return True
 
     logger.addFilter(hold_the_first)
-    deferred = DeferredRecords(logger, seconds=0.01)
-    deferred.add(made_record(logger, "first"))
-    deferred.add(made_record(logger, "second"))
+    deferred = deferred_records(logger, seconds=0.01)
+    deferred.add("first", threading.current_thread())
+    deferred.add("second", threading.current_thread())
     assert first_entered.wait(timeout=20)  # the thread is handing over its batch
 
     flushing = threading.Thread(target=deferred.flush)
@@ -191,8 +197,9 @@ def test_records_still_deferred_at_exit_are_logged_before_logging_shuts_down(tmp
         "from myservice.edge.logwriting import BatchedStreamHandler, DeferredRecords\n"
         "logger = logging.getLogger('exiting')\n"
         f"logger.addHandler(BatchedStreamHandler(sys.stdout, seconds={NEVER}))\n"
-        f"deferred = DeferredRecords(logger, seconds={NEVER})\n"
-        "deferred.add(logger.makeRecord('exiting', 20, '', 0, 'kept until exit', None, None))\n"
+        "make = lambda message: logger.makeRecord('exiting', 20, '', 0, message, None, None)\n"
+        f"deferred = DeferredRecords(logger, make, seconds={NEVER})\n"
+        "deferred.add('kept until exit')\n"
     )
 
     ran = subprocess.run(

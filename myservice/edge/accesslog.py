@@ -139,23 +139,24 @@ class AccessRecord(logging.LogRecord):
 
     ``Logger.info`` would look for its caller's frame and work out some twenty attributes, most
     of which are the same for every access line: this record copies those (``ACCESS_RECORD``)
-    and fills only the time, the thread and the process. It goes through the logger's
-    handlers, filters and formatters as any record does (``Logger.handle``), so the ini's
-    logging sections still decide where and how it is written. Its facts are attributes, as
-    ``extra=`` would have made them, named by ``fields`` (a class attribute, so no formatter
-    takes it for a fact), which ``requestid.JsonLogFormatter`` writes in one step.
+    and fills only the time, the thread (both given: those of the request's response, which
+    ``log_access`` queues for the log's thread to make the record) and the process. It goes
+    through the logger's handlers, filters and formatters as any record does
+    (``Logger.handle``), so the ini's logging sections still decide where and how it is
+    written. Its facts are attributes, as ``extra=`` would have made them, named by ``fields``
+    (a class attribute, so no formatter takes it for a fact), which
+    ``requestid.JsonLogFormatter`` writes in one step.
     """
 
     fields = ("request_id", "method", "path", "route", "status", "duration_ms", "retries", "token")
 
-    def __init__(self, served):  # what LogRecord.__init__ does, for this line
+    def __init__(self, served, created, thread):  # what LogRecord.__init__ does, for this line
         self.__dict__.update(ACCESS_RECORD)
-        created = time.time()
         self.created = created
         self.msecs = int((created - int(created)) * 1000) + 0.0
         self.relativeCreated = (created - logging._startTime) * 1000
-        self.thread = threading.get_ident()
-        self.threadName = threading.current_thread().name
+        self.thread = thread.ident
+        self.threadName = thread.name
         self.process = os.getpid()
         self.args = (
             served.method,
@@ -176,14 +177,16 @@ class AccessRecord(logging.LogRecord):
         self.token = served.token
 
 
-#: The access lines' records, logged in batches off the serving thread (``edge.logwriting``).
-ACCESS_RECORDS = DeferredRecords(access_log)
+#: The access lines' records, made and logged in batches off the serving thread
+#: (``edge.logwriting``).
+ACCESS_RECORDS = DeferredRecords(access_log, AccessRecord)
 
 
 def log_access(served):
-    """The access line, in the ini's format: plain text or JSON."""
+    """The access line, in the ini's format: plain text or JSON. The serving thread takes only
+    the moment and itself; the record is made with the others of its batch."""
     if access_log.isEnabledFor(logging.INFO):
-        ACCESS_RECORDS.add(AccessRecord(served))
+        ACCESS_RECORDS.add(served, time.time(), threading.current_thread())
 
 
 def note_attempt_tween_factory(handler, registry):

@@ -18,15 +18,15 @@ Lines are formatted when logged, by the thread that logs them (a formatter stamp
 id of the thread's request). A process killed outright (SIGKILL) loses the lines of its last
 ``seconds``. Named as ``class`` in production.ini's ``[handler_console]``.
 
-``DeferredRecords`` goes one step further for a record made whole by its caller (the access
-line's, which carries its request id, time and thread): the serving thread only queues it, and
-a thread of its own hands the queue to the logger, ``seconds`` at a time. Handled one at a time
-by each serving thread, between requests, the logger's, formatter's and handler's code came
-back cold each time: served, the access line cost 6% of a process's GET throughput, ten times
-what it costs in a loop; handled in batches it costs what the loop does (docs/performance.md).
-The logger, its handlers and their formatters are still the ini's: only the thread and the
-moment change. ``flush_deferred`` hands over what is queued: at exit, and in a forked server
-process before it calls ``logging.shutdown``.
+``DeferredRecords`` goes one step further for records whose facts are all known when they are
+queued (the access line's: its request id, time and thread): the serving thread only queues the
+facts, and a thread of its own makes each record and hands it to the logger, ``seconds`` at a
+time. Made and handled one at a time by each serving thread, between requests, the record's,
+logger's, formatter's and handler's code came back cold each time: served, the access line cost
+6% of a process's GET throughput, ten times what it costs in a loop; in batches it costs what
+the loop does (docs/performance.md). The logger, its handlers and their formatters are still
+the ini's: only the thread and the moment change. ``flush_deferred`` hands over what is queued:
+at exit, and in a forked server process before it calls ``logging.shutdown``.
 
 Both wait with a ``Batches`` thread, which sleeps while nothing is pending.
 """
@@ -136,14 +136,16 @@ _deferred = weakref.WeakSet()
 class DeferredRecords:
     """Records that ``logger`` handles in batches, from a thread of their own (see the module).
 
-    ``add`` queues a record, whole: its time, thread and facts are taken when it is made, not
-    when it is handled. The logger handles the queue within ``seconds``, in the order it was
-    added; its handlers then write the lines as they do any other (a ``BatchedStreamHandler``
-    within its own ``seconds``).
+    ``add(*facts)`` queues what a record is made of: everything that must be taken at that
+    moment (its time, its thread) is among the facts. Within ``seconds``, the thread makes each
+    record, ``make_record(*facts)``, and has the logger handle it, in the order they were added;
+    its handlers then write the lines as they do any other (a ``BatchedStreamHandler`` within
+    its own ``seconds``).
     """
 
-    def __init__(self, logger, seconds=0.1):
+    def __init__(self, logger, make_record, seconds=0.1):
         self.logger = logger
+        self.make_record = make_record
         self.batches = Batches(self.flush, seconds, self._not_logged)
         self._start_afresh()
         os.register_at_fork(after_in_child=self._start_afresh)
@@ -155,18 +157,18 @@ class DeferredRecords:
         self.records = collections.deque()
         self.flushing = threading.Lock()  # one hand-over at a time (the thread's, or at exit)
 
-    def add(self, record):
-        self.records.append(record)
+    def add(self, *facts):
+        self.records.append(facts)
         self.batches.wake()
 
     def flush(self):
-        """Hand every queued record to the logger now, in order. A flush at exit waits for a
-        batch the thread is handing over, so that none of it reaches the handlers after
-        ``logging.shutdown`` has written their last lines."""
-        records, handle = self.records, self.logger.handle
+        """Make every queued record and hand it to the logger now, in order. A flush at exit
+        waits for a batch the thread is handing over, so that none of it reaches the handlers
+        after ``logging.shutdown`` has written their last lines."""
+        records, make, handle = self.records, self.make_record, self.logger.handle
         with self.flushing:
             while records:
-                handle(records.popleft())
+                handle(make(*records.popleft()))
 
     def _not_logged(self, error):
         message = f"{self.logger.name}: records not logged: {error!r}"

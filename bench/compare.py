@@ -11,8 +11,9 @@ the comparison's request on the four in that order, round after round, after a s
 of each, and the servers are stopped when the rounds are done.
 
 The cost is the median over the rounds of ``1 - shipped / without``, each side's req/s the
-mean of its two servers in the round: a round's runs are back to back, so load from a
-neighbour that drifts between rounds weighs on both sides of a round alike.
+mean of its two servers in the round (``served.Driver.rounds``): a round's runs are back to
+back, so load from a neighbour that drifts between rounds weighs on both sides of a round
+alike.
 """
 
 import math
@@ -54,31 +55,22 @@ def served(comparison, ini, directory, driver, rounds, seconds, progress):
     with ExitStack() as stack:
         targets = []
         for number, side in enumerate(SIDES):
-            key = f"{comparison.key}-{side}-{number}"
             port = free_port()
             edit = comparison.edit if side == "without" else None
-            path = write_ini(ini, directory, port, name=f"{key}.ini", edit=edit)
+            name = f"{comparison.key}-{side}-{number}.ini"
+            path = write_ini(ini, directory, port, name=name, edit=edit)
             stack.enter_context(running_server(path, dict(os.environ), port, 60))
-            targets.append(Target(key, f"http://127.0.0.1:{port}", None))
+            targets.append(Target(side, f"http://127.0.0.1:{port}", None))
         results = driver.rounds(
             targets, rounds, seconds, progress,
             scenarios=[comparison.scenario], what=f"without {comparison.part}: ",
         )  # fmt: skip
-    runs = [results[target.key][comparison.scenario] for target in targets]
-    pairs = [side_means(round_) for round_ in zip(*runs, strict=True)]
+    shipped, without = (results[side][comparison.scenario] for side in ("shipped", "without"))
+    pairs = [(ours.rps, other.rps) for ours, other in zip(shipped, without, strict=True)]
     return Outcome(
         shipped_rps=statistics.median(ours for ours, _ in pairs),
         without_rps=statistics.median(other for _, other in pairs),
         cost=statistics.median(1 - ours / other if other else math.nan for ours, other in pairs),
-        errors=sum(run.error_count for server in runs for run in server),
+        errors=sum(run.error_count for run in shipped + without),
         rounds=pairs,
     )
-
-
-def side_means(round_):
-    """(shipped req/s, without req/s) in one round (its runs in ``SIDES`` order): each side's
-    mean."""
-    by_side = {"shipped": [], "without": []}
-    for run, side in zip(round_, SIDES, strict=True):
-        by_side[side].append(run.rps)
-    return statistics.mean(by_side["shipped"]), statistics.mean(by_side["without"])

@@ -40,7 +40,7 @@ from urllib.parse import quote
 from bench import bulk, compare, database, feed, inprocess, replicas, report, served
 from bench.peers.serve import running_peer
 from bench.server import migrate
-from bench.variants import baseline_editor, processes_editor, variants
+from bench.variants import baseline_editor, processes_editor, start_order, variants
 from bench.wrk import ensure_wrk
 from tests.support.processes import SetupError as BenchError
 from tests.support.processes import free_port, write_ini
@@ -133,7 +133,8 @@ def benchmark(options, directory, notes):
 
 
 def start_servers(stack, options, directory, found, secret):
-    """Start every variant's server (stopped when ``stack`` closes): wrk targets, pids.
+    """Start every variant's servers in ``start_order`` (stopped when ``stack`` closes): wrk
+    targets, and the pid of each variant's first server.
 
     The peers page by offset, as their guides do, so they are not driven on the deep page."""
     after = options.users - 50
@@ -143,21 +144,23 @@ def start_servers(stack, options, directory, found, secret):
         "peer": None,
     }
     targets, pids = [], {}
-    for variant in found:
+    for number, variant in enumerate(start_order(found)):
         port = free_port()
         progress(f"starting {variant.description} on port {port}")
+        place = directory / f"{number}-{variant.key}"  # its ini file and log
+        place.mkdir()
         if variant.app == "peer":
             url = os.environ["DATABASE_URL"]
-            server = stack.enter_context(running_peer(variant.key, directory, port, url, 60))
+            server = stack.enter_context(running_peer(variant.key, place, port, url, 60))
         else:
             edit = None
             if variant.baseline_server:
                 edit = baseline_editor(variant.baseline_server)
             elif variant.processes:
                 edit = processes_editor(variant.processes)
-            ini = write_ini(options.ini, directory, port, name=f"{variant.key}.ini", edit=edit)
+            ini = write_ini(options.ini, place, port, name=f"{variant.key}.ini", edit=edit)
             server = stack.enter_context(running_server(ini, dict(os.environ), port, 60))
-        pids[variant.key] = server.pid
+        pids.setdefault(variant.key, server.pid)
         targets.append(served.Target(variant.key, f"http://127.0.0.1:{port}", deep[variant.app]))
     return targets, pids
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from bench import access, auth, bulk, feed, replicas
 from bench.inprocess import NOAUTH
 from bench.served import SCENARIOS
-from bench.variants import TWO_PROCESSES_KEY
+from bench.variants import TWO_PROCESSES_KEY, start_order
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 DOC_HEADING = "# Performance\n\nThe latest `make bench` table (written by the benchmark):\n\n"
@@ -252,7 +252,9 @@ def tables(run):
         f"load average {m['load'][0]} at start and {m['load'][1]} at the end; "
         f"{run['users']:,} users, the deep page is the one after id {run['users'] - 50:,}; "
         f"wrk -t4 -c16 for {run['seconds']} s per server and request in each of "
-        f"{run['rounds']} round(s), alternating the servers; medians over the rounds.",
+        f"{run['rounds']} round(s), the servers started and driven in the order "
+        f"{', '.join(variant.key for variant in start_order(run['variants']))}; a round's "
+        f"figure for one served twice is the mean of its two servers; medians over the rounds.",
         "",
         *served_lines(run["summaries"], run["variants"]),
         "",

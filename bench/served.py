@@ -1,9 +1,13 @@
 """Served: wrk against every variant's real server, A B A B, then a long run for memory.
 
 Every variant's server runs at once (idle ones cost nothing); for each round and each scenario
-wrk drives the variants one after the other, so a busy neighbour on the machine weighs on all
-of them alike. The POST names carry the run and the wrk run, so they never clash; every
-request carries the run's token.
+wrk drives the servers one after the other, in the order they started, so a busy neighbour on
+the machine weighs on all of them alike. A server started earlier serves a few percent slower
+than one started after it, whatever it serves (docs/performance.md, rounds six and seven), so
+variants compared with each other can each have two servers, one started early and one late:
+a round's figure for a variant is then the mean of its servers' (``wrk.mean_of``). The POST
+names carry the run and the wrk run, so they never clash; every request carries the run's
+token.
 """
 
 import math
@@ -24,9 +28,9 @@ SCENARIOS = {
 
 @dataclass
 class Target:
-    """One variant's server as wrk sees it: its base URL and its deep-page path."""
+    """One server as wrk sees it: its base URL and its deep-page path."""
 
-    key: str
+    key: str  # the variant (or side) it serves: two servers may serve one
     base_url: str
     deep_path: str | None  # None: not driven on the deep page
 
@@ -75,15 +79,19 @@ class Driver:
         return wrk.run(self.wrk_path, self.script(scenario), self.url(target, scenario), seconds)
 
     def rounds(self, targets, rounds, seconds, progress, scenarios=SCENARIOS, what=""):
-        """{variant: {scenario: [Result per round]}}, after one short warm-up of each."""
+        """{key: {scenario: [Result per round]}} after one short warm-up of each target; a
+        round's Result for a key served by several targets is the mean of theirs."""
         results = {target.key: {scenario: [] for scenario in scenarios} for target in targets}
         for number in range(rounds + 1):
             progress(f"{what}round {number}/{rounds}" if number else f"{what}warm-up round")
             for scenario in scenarios:
+                runs = {}
                 for target in filter(lambda target: target.serves(scenario), targets):
                     result = self.once(target, scenario, seconds if number else 1)
-                    if number:
-                        results[target.key][scenario].append(result)
+                    runs.setdefault(target.key, []).append(result)
+                if number:
+                    for key, same in runs.items():
+                        results[key][scenario].append(wrk.mean_of(same))
         return results
 
     def memory(self, target, pid, requests, rate, max_seconds, progress):

@@ -29,13 +29,14 @@ class Variant:
     app: str  # "myservice", "baseline" or "peer": which URLs it is driven with
     baseline_server: str | None = None  # None: production.ini unchanged; else a `use = ...`
     processes: int | None = None  # myservice on this many server processes (production.ini's)
+    twice: bool = False  # two servers, one started early and one late (``start_order``)
 
 
 def variants():
     """myservice, the baseline on stock waitress and on ``egg:myservice`` (spin removed), and
-    the peers."""
+    the peers. myservice and the peers, whose ratios are targets, are served twice each."""
     return [
-        Variant("myservice", "myservice, production.ini as shipped", "myservice"),
+        Variant("myservice", "myservice, production.ini as shipped", "myservice", twice=True),
         Variant(
             TWO_PROCESSES_KEY,
             "myservice, pserve production.ini processes=2",
@@ -48,8 +49,19 @@ def variants():
         Variant(
             SPIN_FREE_KEY, f"baseline on {SPIN_FREE_USE} (spin removed)", "baseline", SPIN_FREE_USE
         ),
-        *(Variant(key, description, "peer") for key, description in PEERS.items()),
+        *(Variant(key, description, "peer", twice=True) for key, description in PEERS.items()),
     ]
+
+
+def start_order(variants):
+    """The variants in the order their servers start and are driven: those served ``twice``,
+    then the others, then those served twice again in the mirror order. A server started
+    earlier serves a few percent slower (``bench.served``): this way each variant served twice
+    starts, on average, at the same place as every other such variant (myservice first and
+    last, the peers second and second-to-last, ...), and its figure is the mean of its two."""
+    twice = [variant for variant in variants if variant.twice]
+    once = [variant for variant in variants if not variant.twice]
+    return [*twice, *once, *reversed(twice)]
 
 
 def section(text, name):

@@ -10,7 +10,9 @@ errors, and ``status``: answers that are not 2xx or 3xx).
 import json
 import os
 import shutil
+import statistics
 import subprocess
+from collections import Counter
 from dataclasses import dataclass
 
 from tests.support.processes import SetupError as BenchError
@@ -76,6 +78,26 @@ class Result:
     @property
     def error_count(self):
         return sum(self.errors.values())
+
+
+def mean_of(results):
+    """One Result for the runs of one round on the servers of one side (started at different
+    places, ``bench.served``): their mean req/s, latencies and busy cores; their requests,
+    seconds and errors summed."""
+    if len(results) == 1:
+        return results[0]
+    errors = Counter()
+    for result in results:
+        errors.update(result.errors)
+    return Result(
+        requests=sum(result.requests for result in results),
+        seconds=sum(result.seconds for result in results),
+        rps=statistics.mean(result.rps for result in results),
+        p50_ms=statistics.mean(result.p50_ms for result in results),
+        p99_ms=statistics.mean(result.p99_ms for result in results),
+        errors=dict(errors),
+        busy_cores=statistics.mean(result.busy_cores for result in results),
+    )
 
 
 def ensure_wrk(progress):

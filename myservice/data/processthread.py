@@ -3,16 +3,21 @@ monitor's shape (``edge.tokencache.Listener``, ``data.replicas.Monitor``).
 
 A pre-forking server (``pserve ... processes=N``, gunicorn with ``preload_app``) builds the app
 once and forks: the parent's threads do not exist in a child. So the thread is not started at
-startup but by ``ensure_running``, which the first request of each process calls: a forked
-child, whose pid differs, starts its own. ``stop`` (hooked to the engine's disposal) stops it
+startup but by ``ensure_running``, which every request calls (the first of each process starts
+the thread): a forked child, where every such thread is marked not running at the fork, starts
+its own. ``stop`` (hooked to the engine's disposal) stops it
 only in the process that runs it: a forked child's disposal of the pool it inherited
 (``db.empty_pool_after_fork``) is not a stop.
 """
 
 import os
 import threading
+import weakref
 
 from sqlalchemy import event
+
+#: Every ``PerProcessThread`` of the process, for ``_forked``.
+_instances = weakref.WeakSet()
 
 
 class PerProcessThread:
@@ -21,16 +26,19 @@ class PerProcessThread:
     thread_name = "worker"
 
     def __init__(self, engine):
-        self.pid = None
+        self.pid = None  # of the process that started the thread
+        self.running = False  # in this process (a flag, not a pid: no system call per request)
         self.stopped = threading.Event()
         self.lock = threading.Lock()
         event.listen(engine, "engine_disposed", lambda *args: self.stop())
+        _instances.add(self)
 
     def ensure_running(self):
-        if self.pid == os.getpid() or self.stopped.is_set():
+        if self.running or self.stopped.is_set():
             return
         with self.lock:
-            if self.pid != os.getpid():
+            if not self.running:
+                self.running = True
                 self.pid = os.getpid()
                 self.starting()
                 thread = threading.Thread(target=self.run, name=self.thread_name, daemon=True)
@@ -45,3 +53,12 @@ class PerProcessThread:
 
     def run(self):
         raise NotImplementedError
+
+
+def _forked():
+    """In a forked child: no thread of the parent's runs here."""
+    for instance in list(_instances):
+        instance.running = False
+
+
+os.register_at_fork(after_in_child=_forked)

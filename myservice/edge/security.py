@@ -3,11 +3,12 @@
 - Views declare a permission, ``read`` (GETs) or ``write`` (changes), and a token is granted the
   permissions named by its scopes. The default permission is ``write``, so a view added without
   one is never public by accident; public views say ``permission=NO_PERMISSION_REQUIRED``.
-- The token is read only when a view asks: by the SHA-256 of the secret, from what this process
-  remembers (``myservice.edge.tokencache``: a revocation reaches every process within a second), or
-  else looked up in the request's own session, so the lookup shares the request's one
-  connection (and, for a write, its transaction). Always on the primary
-  (``request.primary_session``): a replica may not have replayed a revocation yet.
+- The token is read only when a view asks: from what this process remembers of the same
+  ``Authorization`` header (``myservice.edge.tokencache``: a revocation reaches every process
+  within a second), or else parsed and looked up by the SHA-256 of its secret in the request's
+  own session, so the lookup shares the request's one connection (and, for a write, its
+  transaction). Always on the primary (``request.primary_session``): a replica may not have
+  replayed a revocation yet.
 - Its use is noted (``last_used_at``) at most once a minute per token and process.
 - No token, or one that is unknown, revoked or expired: 401 with ``WWW-Authenticate: Bearer``
   (RFC 6750; ``error="invalid_token"`` when a token was sent). A token without the scope: 403.
@@ -63,16 +64,10 @@ INVALID = Refusal("invalid_token", "the token is not valid")
 
 def authentication(request):
     """The request's ``Token``, or the ``Refusal`` that says why it has none (reified: once)."""
-    header = request.headers.get("Authorization", "")
+    header = request.environ.get("HTTP_AUTHORIZATION", "")
     if not header.strip():
         return NO_TOKEN
-    match = BEARER.fullmatch(header)
-    if match is None:
-        return INVALID
-    digest = sha256(match.group(1))
-    entry = request.registry["token_cache"].read(
-        digest, lambda: find_by_hash(request.primary_session, digest)
-    )
+    entry = request.registry["token_cache"].read(header, lambda: look_up(request, header))
     row = entry.row
     now = utcnow()
     if row is None:
@@ -84,6 +79,15 @@ def authentication(request):
     note_use_when_due(request, entry, now)
     request.environ[TOKEN_KEY] = row.name
     return Token(row.id, row.name, frozenset(row.scopes))
+
+
+def look_up(request, header):
+    """The row of the token that ``header`` presents (by its secret's SHA-256), or None: no
+    such token, or not a well-formed ``Bearer`` header."""
+    match = BEARER.fullmatch(header)
+    if match is None:
+        return None
+    return find_by_hash(request.primary_session, sha256(match.group(1)))
 
 
 def note_use_when_due(request, entry, now):

@@ -47,4 +47,3 @@ def test_the_thread_starts_once_per_process_and_again_in_a_forked_child():
     assert os.waitstatus_to_exitcode(status) == 0
     assert thread.starts == 1  # the parent's was not started again
     engine.dispose()
-

@@ -39,38 +39,36 @@ import threading
 import time
 import weakref
 
+from myservice.data.processthread import PerProcessThread
 
-class Batches:
+
+class Batches(PerProcessThread):
     """Calls ``flush`` at most ``seconds`` after the first ``wake`` since its last call, from
     a thread of its own that sleeps while nothing is pending. The thread starts with the first
-    ``wake``: a forked child, which runs no copy of its parent's threads, starts its own.
+    ``wake`` of each process (``PerProcessThread``: a forked child starts its own).
     ``failed(error)`` is told of an exception ``flush`` raised; the thread goes on."""
 
+    thread_name = "log-writer"
+
     def __init__(self, flush, seconds, failed):
+        super().__init__()
         self.flush = flush
         self.seconds = float(seconds)
         self.failed = failed
-        self.starting = threading.Lock()
-        self._start_afresh()
-        os.register_at_fork(after_in_child=self._start_afresh)
-
-    def _start_afresh(self):
         self.pending = threading.Event()
-        self.thread = None
+
+    def starting(self):
+        """In a process that starts the thread: nothing pending yet (a forked child's copy of
+        its parent's event may be set)."""
+        self.pending = threading.Event()
 
     def wake(self):
         """Have ``flush`` called within ``seconds`` (nothing to do when it is already due)."""
-        if self.pending.is_set():  # set only once the thread runs
-            return
-        if self.thread is None:
-            with self.starting:
-                if self.thread is None:
-                    self.thread = threading.Thread(target=self._run, name="log-writer")
-                    self.thread.daemon = True
-                    self.thread.start()
-        self.pending.set()
+        self.ensure_running()
+        if not self.pending.is_set():
+            self.pending.set()
 
-    def _run(self):
+    def run(self):
         while True:
             self.pending.wait()
             time.sleep(self.seconds)
